@@ -1,0 +1,37 @@
+import { fileURLToPath } from 'node:url';
+import { defineConfig } from 'vitest/config';
+
+const root = fileURLToPath(new URL('.', import.meta.url));
+
+// Tests import workspace packages from source: `@fieldhub/<name>` -> packages/<name>/src/index.ts and
+// `@fieldhub/<name>/<sub>` -> packages/<name>/src/<sub>/index.ts. Child-process tests use the built dist.
+const sourceAlias = {
+  find: /^@fieldhub\/([a-z0-9-]+)(\/[a-z0-9-]+)?$/,
+  replacement: `${root}packages/$1/src$2/index.ts`,
+};
+
+export default defineConfig({
+  resolve: { alias: [sourceAlias] },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['packages/*/src/**/*.test.ts', 'scripts/**/*.test.{ts,mjs}'],
+          testTimeout: 20_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['packages/*/test/**/*.test.ts', 'test/*/src/**/*.test.ts'],
+          exclude: ['test/interop-443/**'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+    ],
+  },
+});
