@@ -27,7 +27,20 @@ export default defineConfig({
         test: {
           name: 'integration',
           include: ['packages/*/test/**/*.test.ts', 'test/*/src/**/*.test.ts'],
-          exclude: ['test/interop-443/**'],
+          exclude: ['**/port-443/**', '**/node_modules/**'],
+          testTimeout: 60_000,
+          hookTimeout: 60_000,
+        },
+      },
+      {
+        // The official Azure SDKs dial 443 for REST: these suites bind it (CI runs as root) and run one file at a
+        // time (scripts/run-tests.mjs passes --no-file-parallelism). globalSetup makes a test CA and exports
+        // NODE_EXTRA_CA_CERTS before the test workers start, so the SDKs trust the hub as they would in the field.
+        extends: true,
+        test: {
+          name: 'interop-443',
+          include: ['test/*/src/port-443/**/*.test.ts'],
+          globalSetup: ['test/interop/src/port-443/global-setup.ts'],
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },

@@ -56,7 +56,11 @@ export const ErrorCodes = {
   ServiceUnavailable: entry(503001, true),
   PartitionNotFound: entry(503003, true),
   GatewayTimeout: entry(504101, true),
-  // Not an Azure code: an operation the caller aborted. Kept in the table so every error has a row.
+  // Not Azure codes (Fieldhub's own, Azure answers these cases with a bare status): an unknown REST path, a
+  // known path with the wrong HTTP method, and an operation the caller aborted. Kept in the table so every
+  // error has a row.
+  ResourceNotFound: entry(404000),
+  MethodNotAllowed: entry(405000),
   OperationAborted: { code: 499001, status: 499, retryable: false },
 } as const satisfies Record<string, ErrorCodeEntry>;
 

@@ -1,0 +1,131 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { ArgumentError } from '@fieldhub/protocol';
+import { type CoreOptions, defaultCoreOptions } from './core/context';
+
+/** Everything the hub can be told. Every field has a default: `fieldhub hub start` needs no configuration. */
+export interface HubConfig {
+  /** Where the store, the CA and `hub.json` live. Default `./.fieldhub`. */
+  readonly dataDir: string;
+  /** The host name devices and services dial; the server certificate is made for it. Default `localhost`. */
+  readonly hostName: string;
+  /** Scopes every record; default: the host name's first label. */
+  readonly hubName: string;
+  /** Address to listen on. Default `0.0.0.0` (all IPv4 interfaces). */
+  readonly bind: string;
+  /** Ports; 0 picks a free one. HTTPS falls back to 8443 where 443 needs privileges. */
+  readonly ports: { readonly mqtt: number; readonly amqp: number; readonly https: number };
+  /** pino level: fatal, error, warn, info, debug, trace, silent. */
+  readonly logLevel: string;
+  readonly core: CoreOptions;
+}
+
+/** A partial configuration, as given by flags, environment or file. */
+export interface HubConfigInput {
+  dataDir?: string;
+  hostName?: string;
+  hubName?: string;
+  bind?: string;
+  ports?: { mqtt?: number; amqp?: number; https?: number };
+  logLevel?: string;
+  core?: Partial<CoreOptions>;
+}
+
+/** Azure IoT Hub's ports. */
+export const defaultPorts = { mqtt: 8883, amqp: 5671, https: 443 } as const;
+
+/** The environment variables that mirror the flags (and the config file's keys). */
+export const environmentVariables = {
+  dataDir: 'FIELDHUB_DATA_DIR',
+  hostName: 'FIELDHUB_HOST_NAME',
+  hubName: 'FIELDHUB_HUB_NAME',
+  bind: 'FIELDHUB_BIND',
+  mqttPort: 'FIELDHUB_MQTT_PORT',
+  amqpPort: 'FIELDHUB_AMQP_PORT',
+  httpsPort: 'FIELDHUB_HTTPS_PORT',
+  logLevel: 'FIELDHUB_LOG_LEVEL',
+  configFile: 'FIELDHUB_CONFIG',
+} as const;
+
+function port(value: string | number | undefined, field: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const number = typeof value === 'number' ? value : Number(value);
+  if (!Number.isInteger(number) || number < 0 || number > 65535) {
+    throw new ArgumentError(`${field} must be a port number from 0 to 65535, got ${String(value)}`, { field });
+  }
+  return number;
+}
+
+/** Reads the environment variables into a partial configuration. */
+export function configFromEnvironment(env: Record<string, string | undefined> = process.env): HubConfigInput {
+  const input: HubConfigInput = {};
+  const ports: NonNullable<HubConfigInput['ports']> = {};
+  if (env[environmentVariables.dataDir]) input.dataDir = env[environmentVariables.dataDir];
+  if (env[environmentVariables.hostName]) input.hostName = env[environmentVariables.hostName];
+  if (env[environmentVariables.hubName]) input.hubName = env[environmentVariables.hubName];
+  if (env[environmentVariables.bind]) input.bind = env[environmentVariables.bind];
+  if (env[environmentVariables.logLevel]) input.logLevel = env[environmentVariables.logLevel];
+  const mqtt = port(env[environmentVariables.mqttPort], environmentVariables.mqttPort);
+  const amqp = port(env[environmentVariables.amqpPort], environmentVariables.amqpPort);
+  const https = port(env[environmentVariables.httpsPort], environmentVariables.httpsPort);
+  if (mqtt !== undefined) ports.mqtt = mqtt;
+  if (amqp !== undefined) ports.amqp = amqp;
+  if (https !== undefined) ports.https = https;
+  if (Object.keys(ports).length > 0) input.ports = ports;
+  return input;
+}
+
+/**
+ * Reads a JSON config file with the same keys as {@link HubConfigInput}.
+ * @throws ArgumentError when the file is not valid JSON or not an object.
+ */
+export function configFromFile(path: string): HubConfigInput {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new ArgumentError(`Cannot read the config file ${path}: ${(error as Error).message}`, { field: 'config' });
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ArgumentError(`The config file ${path} must hold a JSON object`, { field: 'config' });
+  }
+  const input = parsed as HubConfigInput;
+  if (input.ports) {
+    for (const key of ['mqtt', 'amqp', 'https'] as const) port(input.ports[key], `ports.${key}`);
+  }
+  return input;
+}
+
+/**
+ * Resolves the configuration: flags over environment over config file over defaults. The config file is
+ * `--config`, `FIELDHUB_CONFIG`, or `<dataDir>/config.json` when that exists.
+ */
+export function resolveConfig(
+  flags: HubConfigInput = {},
+  options: { env?: Record<string, string | undefined>; configFile?: string } = {},
+): HubConfig {
+  const env = configFromEnvironment(options.env ?? process.env);
+  const dataDirGuess = flags.dataDir ?? env.dataDir ?? './.fieldhub';
+  const configPath =
+    options.configFile ??
+    (options.env ?? process.env)[environmentVariables.configFile] ??
+    (existsSync(resolve(dataDirGuess, 'config.json')) ? resolve(dataDirGuess, 'config.json') : undefined);
+  const file = configPath ? configFromFile(configPath) : {};
+  const pick = <K extends keyof HubConfigInput>(key: K): HubConfigInput[K] => flags[key] ?? env[key] ?? file[key];
+  const hostName = pick('hostName') ?? 'localhost';
+  const ports = { ...defaultPorts, ...file.ports, ...env.ports, ...flags.ports };
+  return {
+    dataDir: resolve(pick('dataDir') ?? './.fieldhub'),
+    hostName,
+    hubName: pick('hubName') ?? hostName.split('.')[0] ?? hostName,
+    bind: pick('bind') ?? '0.0.0.0',
+    ports,
+    logLevel: pick('logLevel') ?? 'info',
+    core: {
+      ...defaultCoreOptions,
+      ...file.core,
+      ...flags.core,
+      cloudToDevice: { ...defaultCoreOptions.cloudToDevice, ...file.core?.cloudToDevice, ...flags.core?.cloudToDevice },
+    },
+  };
+}

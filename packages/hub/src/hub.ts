@@ -1,0 +1,168 @@
+import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { Server } from 'node:https';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import type { Bus } from './bus/bus';
+import { createLocalBus } from './bus/local/local-bus';
+import { type HubConfig, type HubConfigInput, resolveConfig } from './config';
+import type { CoreContext } from './core/context';
+import { createHubCore, type HubCore } from './core/hub-core';
+import { registerHttpRoutes } from './heads/http/routes';
+import { createHttpServer } from './heads/http/server';
+import { createMetrics, type HubMetrics } from './metrics';
+import { openSqliteStore } from './store/sqlite/sqlite-store';
+import type { Store } from './store/store';
+import { ensureTlsMaterial, type TlsMaterial } from './tls/dev-certificates';
+
+/** What `hub.json` holds: the contract for tools and tests (`<dataDir>/hub.json`). */
+export interface HubInfo {
+  readonly hostName: string;
+  /** Listening ports; `null` for a protocol head this build does not serve yet. */
+  readonly ports: { readonly mqtt: number | null; readonly amqp: number | null; readonly https: number };
+  /** Path of the CA certificate (PEM) that signed the server certificate. */
+  readonly caCertificate: string;
+  /** Connection string of the `iothubowner` policy. */
+  readonly serviceConnectionString: string;
+}
+
+/** A composed hub. `start()` listens and writes `hub.json`; `stop()` drains and closes. */
+export interface Hub {
+  readonly config: HubConfig;
+  readonly logger: Logger;
+  /** The core services (after `start()`). */
+  readonly core: HubCore;
+  /** Set once started. */
+  readonly info: HubInfo | undefined;
+  start(): Promise<HubInfo>;
+  /** Graceful stop: stop accepting, drain in-flight requests, flush and close the store. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** Options beyond the configuration, mostly for tests and embedding. */
+export interface CreateHubOptions {
+  /** A logger to use instead of pino on stdout. */
+  readonly logger?: Logger;
+  /** Milliseconds since epoch, injectable. */
+  readonly now?: () => number;
+}
+
+/**
+ * Composes a hub from a (partial) configuration: flags over environment over file over defaults.
+ * Nothing is opened until `start()`.
+ */
+export function createHub(input: HubConfigInput = {}, options: CreateHubOptions = {}): Hub {
+  const config = resolveConfig(input);
+  const logger = options.logger ?? pino({ level: config.logLevel, base: { hub: config.hubName } });
+  const metrics: HubMetrics = createMetrics();
+  let store: Store | undefined;
+  let bus: Bus | undefined;
+  let core: HubCore | undefined;
+  let server: Server | undefined;
+  let closeApp: (() => Promise<void>) | undefined;
+  let info: HubInfo | undefined;
+  let stopping: Promise<void> | undefined;
+
+  async function start(): Promise<HubInfo> {
+    if (info) return info;
+    mkdirSync(config.dataDir, { recursive: true });
+    const tls: TlsMaterial = await ensureTlsMaterial(config.dataDir, config.hostName, logger);
+    store = await openSqliteStore({ path: join(config.dataDir, 'hub.db'), logger });
+    bus = createLocalBus();
+    const context: CoreContext = {
+      hubName: config.hubName,
+      hostName: config.hostName,
+      store,
+      bus,
+      logger,
+      now: options.now ?? Date.now,
+      options: config.core,
+    };
+    core = await createHubCore(context, metrics);
+
+    const http = createHttpServer({ tls, logger, metrics });
+    registerHttpRoutes(http.app, core);
+    await http.app.ready();
+    server = http.server;
+    closeApp = () => http.app.close();
+    const httpsPort = await listenHttps(server, config.ports.https, config.bind, logger);
+
+    info = {
+      hostName: config.hostName,
+      ports: { mqtt: null, amqp: null, https: httpsPort },
+      caCertificate: tls.caCertificatePath,
+      serviceConnectionString: await core.policies.connectionString('iothubowner'),
+    };
+    writeHubJson(config.dataDir, info);
+    logger.info({ ports: info.ports, dataDir: config.dataDir }, 'hub listening');
+    return info;
+  }
+
+  async function stop(): Promise<void> {
+    stopping ??= (async () => {
+      // Stop accepting first, then let in-flight requests finish, then stop timers and flush the store.
+      await closeApp?.();
+      await core?.stop();
+      await bus?.close();
+      await store?.close();
+      rmSync(join(config.dataDir, 'hub.json'), { force: true });
+      logger.info('hub stopped');
+    })();
+    return stopping;
+  }
+
+  return {
+    config,
+    logger,
+    get core() {
+      if (!core) throw new Error('the hub is not started');
+      return core;
+    },
+    get info() {
+      return info;
+    },
+    start,
+    stop,
+  };
+}
+
+/**
+ * Listens on the HTTPS port. Port 443 needs privileges on most systems: where it is refused (EACCES) the hub
+ * falls back to 8443 and says what that means, since the official Azure SDKs always dial 443.
+ */
+async function listenHttps(server: Server, port: number, host: string, logger: Logger): Promise<number> {
+  const listen = (p: number) =>
+    new Promise<number>((resolvePort, reject) => {
+      const onError = (error: Error) => {
+        server.off('listening', onListening);
+        reject(error);
+      };
+      const onListening = () => {
+        server.off('error', onError);
+        const address = server.address();
+        resolvePort(typeof address === 'object' && address ? address.port : p);
+      };
+      server.once('error', onError);
+      server.once('listening', onListening);
+      server.listen(p, host);
+    });
+  try {
+    return await listen(port);
+  } catch (error) {
+    if (port === 443 && (error as NodeJS.ErrnoException).code === 'EACCES') {
+      logger.warn(
+        'port 443 needs privileges here; HTTPS falls back to 8443. The official Azure SDKs always dial 443 for ' +
+          'REST, HTTPS and WebSockets: run as root, grant CAP_NET_BIND_SERVICE, or forward 443 to 8443 for them.',
+      );
+      return listen(8443);
+    }
+    throw error;
+  }
+}
+
+/** Writes hub.json atomically (tools may read it while the hub starts). */
+function writeHubJson(dataDir: string, info: HubInfo): void {
+  const path = join(dataDir, 'hub.json');
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${JSON.stringify(info, null, 2)}\n`);
+  renameSync(temporary, path);
+}

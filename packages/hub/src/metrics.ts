@@ -1,0 +1,65 @@
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The hub's Prometheus metrics, served at `/metrics` on the HTTPS port. */
+export interface HubMetrics {
+  readonly contentType: string;
+  /** Counts one operation (by name and outcome code, `ok` on success) and observes its latency. */
+  recordOperation(operation: string, code: string, seconds: number): void;
+  /** Sets the number of connected device sessions (by protocol). */
+  setConnectedDevices(protocol: string, count: number): void;
+  /** Sets a device's cloud-to-device queue depth (summed into one gauge). */
+  setQueueDepth(queue: string, depth: number): void;
+  render(): Promise<string>;
+}
+
+/** Creates a metrics registry of its own (several hubs in one process do not share counters). */
+export function createMetrics(): HubMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry, prefix: 'fieldhub_process_' });
+  const operations = new Counter({
+    name: 'fieldhub_operations_total',
+    help: 'Operations handled, by operation and outcome code (ok, or the IoT Hub error code)',
+    labelNames: ['operation', 'code'] as const,
+    registers: [registry],
+  });
+  const errors = new Counter({
+    name: 'fieldhub_errors_total',
+    help: 'Operations that failed, by IoT Hub error code',
+    labelNames: ['code'] as const,
+    registers: [registry],
+  });
+  const latency = new Histogram({
+    name: 'fieldhub_operation_duration_seconds',
+    help: 'Operation latency',
+    labelNames: ['operation'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  const connected = new Gauge({
+    name: 'fieldhub_connected_devices',
+    help: 'Device sessions connected now, by protocol',
+    labelNames: ['protocol'] as const,
+    registers: [registry],
+  });
+  const queues = new Gauge({
+    name: 'fieldhub_queue_depth',
+    help: 'Messages waiting, by queue (cloudToDevice, feedback)',
+    labelNames: ['queue'] as const,
+    registers: [registry],
+  });
+  return {
+    contentType: registry.contentType,
+    recordOperation(operation, code, seconds) {
+      operations.inc({ operation, code });
+      if (code !== 'ok') errors.inc({ code });
+      latency.observe({ operation }, seconds);
+    },
+    setConnectedDevices(protocol, count) {
+      connected.set({ protocol }, count);
+    },
+    setQueueDepth(queue, depth) {
+      queues.set({ queue }, depth);
+    },
+    render: () => registry.metrics(),
+  };
+}
