@@ -1,0 +1,65 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { openSqliteStore, prefixUpperBound } from '../src/store/sqlite/sqlite-store';
+import { describeStoreConformance } from './store-conformance';
+
+describeStoreConformance('sqlite (file)', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
+  const path = join(dir, 'data', 'hub.db');
+  return {
+    store: await openSqliteStore({ path }),
+    reopen: () => openSqliteStore({ path }),
+    cleanup: () => rm(dir, { recursive: true, force: true }),
+  };
+});
+
+describeStoreConformance('sqlite (:memory:)', async () => ({
+  store: await openSqliteStore({ path: ':memory:' }),
+  cleanup: async () => {},
+}));
+
+describe('SQLite store', () => {
+  it('rejects every operation after close', async () => {
+    const store = await openSqliteStore({ path: ':memory:' });
+    await store.close();
+    await expect(store.documents.get('h', 'c', 'k')).rejects.toThrow(/closed/);
+    await expect(store.log.append('h', 0, [])).rejects.toThrow(/closed/);
+  });
+
+  it('rejects a bad partition or event without disturbing the appends grouped with it', async () => {
+    const store = await openSqliteStore({ path: ':memory:' });
+    const event = { body: new Uint8Array([1]), properties: {}, systemProperties: {}, enqueuedTime: 1 };
+    const good = store.log.append('h', 0, [event]);
+    const badPartition = store.log.append('h', -1, [event]);
+    const badBody = store.log.append('h', 0, [{ ...event, body: 'text' as unknown as Uint8Array }]);
+    await expect(badPartition).rejects.toThrow(RangeError);
+    await expect(badBody).rejects.toThrow(TypeError);
+    expect((await good)[0]?.sequenceNumber).toBe(0);
+    await store.close();
+  });
+
+  it('migrates once and reopens a migrated file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
+    try {
+      const path = join(dir, 'hub.db');
+      await (await openSqliteStore({ path })).close();
+      const store = await openSqliteStore({ path, synchronous: 'full' });
+      expect(await store.documents.put('h', 'c', 'k', 1, 0)).toBe(1);
+      await store.close();
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('computes the exclusive upper bound of a key prefix in code point order', () => {
+    expect(prefixUpperBound('')).toBeUndefined();
+    expect(prefixUpperBound('a')).toBe('b');
+    expect(prefixUpperBound('a%')).toBe('a&');
+    expect(prefixUpperBound('\ud7ff')).toBe('\ue000');
+    expect(prefixUpperBound('x\u{10ffff}')).toBe('y');
+    expect(prefixUpperBound('\u{10ffff}')).toBeUndefined();
+    expect(prefixUpperBound('日')).toBe(String.fromCodePoint(('日'.codePointAt(0) as number) + 1));
+  });
+});
