@@ -1,8 +1,19 @@
 /**
- * @fieldhub/auth: SAS tokens (sign, parse, verify, renewal schedule) and X.509 certificates (CAs, device and
- * server certificates, CSRs, thumbprints, chain checks, proof of possession) on node-forge.
- * Depends only on @fieldhub/protocol and node-forge.
+ * @fieldhub/auth: SAS tokens (sign, parse, verify, renewal schedule, DPS group-key derivation) and X.509
+ * certificates (CAs, device and server certificates, CSRs, thumbprints, chain checks, proof of possession).
+ *
+ * Depends only on @fieldhub/protocol. The SAS half is portable (Web Crypto, or the pure-JS HMAC of
+ * @fieldhub/protocol); the X.509 half needs Node (node:crypto signs, generates keys and verifies).
+ *
+ * @example
+ * ```ts
+ * import { createSasToken, verifySasToken } from '@fieldhub/auth';
+ * const token = await createSasToken({ resourceUri: 'myhub.example/devices/d1', key, ttlSeconds: 3600 });
+ * const { resourceUri } = await verifySasToken(token, { keys: [key], resourceUri: 'myhub.example/devices/d1' });
+ * ```
  * @packageDocumentation
  */
+export * from './sas-renewal';
 export * from './sas-token';
-export * from './x509';
+export * from './symmetric-key';
+export * from './x509/index';
