@@ -158,8 +158,11 @@ describe('@fieldhub/protocol without Node globals', () => {
   it('builds a telemetry topic', (test) => {
     // topics.ts is written concurrently; until it exports telemetryTopic this test reports itself skipped.
     if (typeof api.telemetryTopic !== 'function') test.skip();
-    const topic = inside<string>(`return api.telemetryTopic({ deviceId: 'd1', properties: { temp: '21' } });`);
-    expect(topic).toBe('devices/d1/messages/events/temp=21');
+    const topics = inside<string[]>(`return [
+      api.telemetryTopic({ deviceId: 'd1', properties: { temp: '21' } }),
+      api.telemetryTopic({ deviceId: 'd1', moduleId: 'm1', properties: { 'a b': 'c/d' } }),
+    ];`);
+    expect(topics).toEqual(['devices/d1/messages/events/temp=21', 'devices/d1/modules/m1/messages/events/a%20b=c%2Fd']);
   });
 
   it('validates and patches a twin with metadata, and reports errors as HubErrors', () => {
