@@ -3,7 +3,8 @@ import { describe, expect, test } from 'vitest';
 import type { Expression } from './ast';
 import { parseQuery } from './parse-query';
 
-const where = (condition: string): Expression | undefined => parseQuery(`SELECT * FROM devices WHERE ${condition}`).where;
+const where = (condition: string): Expression | undefined =>
+  parseQuery(`SELECT * FROM devices WHERE ${condition}`).where;
 const path = (...segments: (string | number)[]) => ({ kind: 'path', segments });
 const literal = (value: unknown) => ({ kind: 'literal', value });
 
@@ -56,14 +57,16 @@ describe('parseQuery: clauses', () => {
   });
 
   test('parses projections with and without aliases', () => {
-    expect(parseQuery('SELECT DeviceId, properties.reported.x AS x1, LastActivityTime FROM devices').selection).toEqual({
-      kind: 'projections',
-      projections: [
-        { kind: 'attribute', path: path('DeviceId'), alias: undefined },
-        { kind: 'attribute', path: path('properties', 'reported', 'x'), alias: 'x1' },
-        { kind: 'attribute', path: path('LastActivityTime'), alias: undefined },
-      ],
-    });
+    expect(parseQuery('SELECT DeviceId, properties.reported.x AS x1, LastActivityTime FROM devices').selection).toEqual(
+      {
+        kind: 'projections',
+        projections: [
+          { kind: 'attribute', path: path('DeviceId'), alias: undefined },
+          { kind: 'attribute', path: path('properties', 'reported', 'x'), alias: 'x1' },
+          { kind: 'attribute', path: path('LastActivityTime'), alias: undefined },
+        ],
+      },
+    );
   });
 
   test('parses every aggregate', () => {
@@ -96,7 +99,9 @@ describe('parseQuery: clauses', () => {
     const devices = parseQuery(
       'SELECT devices.tags.floor, AVG(devices.version) AS v FROM devices WHERE devices.deviceId = 1 GROUP BY devices.tags.floor',
     );
-    expect(devices.selection).toMatchObject({ projections: [{ path: path('tags', 'floor') }, { argument: path('version') }] });
+    expect(devices.selection).toMatchObject({
+      projections: [{ path: path('tags', 'floor') }, { argument: path('version') }],
+    });
     expect(devices.where).toMatchObject({ left: path('deviceId') });
     expect(devices.groupBy).toEqual(path('tags', 'floor'));
     expect(parseQuery("SELECT * FROM devices.modules WHERE devices.modules.moduleId = 'm'").where).toMatchObject({
@@ -131,7 +136,12 @@ describe('parseQuery: expressions', () => {
     ['<=', '<='],
     ['>=', '>='],
   ])('parses the comparison %s', (symbol, operator) => {
-    expect(where(`version ${symbol} 2`)).toEqual({ kind: 'compare', operator, left: path('version'), right: literal(2) });
+    expect(where(`version ${symbol} 2`)).toEqual({
+      kind: 'compare',
+      operator,
+      left: path('version'),
+      right: literal(2),
+    });
   });
 
   test('gives * / % precedence over + - and arithmetic over comparison', () => {
@@ -182,7 +192,7 @@ describe('parseQuery: expressions', () => {
   });
 
   test('parses literals', () => {
-    expect(where("a IN ['s', \"d\", 1, -2.5, true, FALSE, null]")).toEqual({
+    expect(where('a IN [\'s\', "d", 1, -2.5, true, FALSE, null]')).toEqual({
       kind: 'in',
       negated: false,
       operand: path('a'),
@@ -234,8 +244,14 @@ describe('parseQuery: errors', () => {
     ['DELETE FROM devices', /Expected SELECT but found "DELETE" at line 1, column 1/],
     ['SELECT FROM devices', /Expected an attribute name but found "FROM" at line 1, column 8/],
     ['SELECT * devices', /Expected FROM but found "devices" at line 1, column 10/],
-    ['SELECT * FROM things', /FROM expects devices, devices.modules or devices.jobs but found "things" at line 1, column 15/],
-    ['SELECT * FROM devices.twins', /FROM expects devices.modules or devices.jobs but found "twins" at line 1, column 23/],
+    [
+      'SELECT * FROM things',
+      /FROM expects devices, devices.modules or devices.jobs but found "things" at line 1, column 15/,
+    ],
+    [
+      'SELECT * FROM devices.twins',
+      /FROM expects devices.modules or devices.jobs but found "twins" at line 1, column 23/,
+    ],
     ['SELECT * FROM devices WHERE', /Unexpected end of query at line 1, column 28/],
     ['SELECT * FROM devices WHERE a =', /Unexpected end of query at line 1, column 32/],
     ['SELECT * FROM devices WHERE (a = 1', /Expected "\)" but found end of query at line 1, column 35/],
@@ -247,7 +263,10 @@ describe('parseQuery: errors', () => {
     ['SELECT * FROM devices WHERE toString(a)', /Unknown function toString/],
     ['SELECT * FROM devices WHERE IS_DEFINED(a, b)', /IS_DEFINED takes 1 argument, not 2 at line 1, column 29/],
     ['SELECT * FROM devices WHERE STARTSWITH(a)', /STARTSWITH takes 2 arguments, not 1/],
-    ['SELECT * FROM devices WHERE COUNT() > 1', /The aggregate COUNT\(\) is only allowed in the SELECT list at line 1, column 29/],
+    [
+      'SELECT * FROM devices WHERE COUNT() > 1',
+      /The aggregate COUNT\(\) is only allowed in the SELECT list at line 1, column 29/,
+    ],
     ['SELECT * FROM devices WHERE a = SELECT', /Unexpected keyword SELECT at line 1, column 33/],
     ['SELECT * FROM devices WHERE a.', /Expected an attribute name after "." but found end of query/],
     ['SELECT * FROM devices WHERE a[x] = 1', /Expected an array index or a quoted name inside \[ \] but found "x"/],
@@ -255,21 +274,30 @@ describe('parseQuery: errors', () => {
     ['SELECT TOP -1 * FROM devices', /TOP expects a non-negative integer but found "-" at line 1, column 12/],
     ['SELECT TOP 1.5 * FROM devices', /TOP expects a non-negative integer but found "1.5"/],
     ['SELECT COUNT(x) FROM devices', /COUNT\(\) takes no argument at line 1, column 14/],
-    ['SELECT UPPER(x) FROM devices', /Only attribute paths and COUNT, AVG, SUM, MIN, MAX can be selected, not UPPER\(\)/],
+    [
+      'SELECT UPPER(x) FROM devices',
+      /Only attribute paths and COUNT, AVG, SUM, MIN, MAX can be selected, not UPPER\(\)/,
+    ],
     ['SELECT deviceId AS FROM devices', /AS expects a name but found "FROM" at line 1, column 20/],
     ['SELECT * FROM devices GROUP tags.x', /Expected BY but found "tags"/],
     ['SELECT * FROM devices GROUP BY tags.x', /SELECT \* cannot be grouped at line 1, column 23/],
-    ['SELECT COUNT() FROM devices.modules GROUP BY moduleId', /GROUP BY is only supported FROM devices, not FROM devices.modules/],
+    [
+      'SELECT COUNT() FROM devices.modules GROUP BY moduleId',
+      /GROUP BY is only supported FROM devices, not FROM devices.modules/,
+    ],
     ['SELECT deviceId FROM devices.jobs', /Queries FROM devices.jobs only support SELECT \* at line 1, column 8/],
     ['SELECT COUNT() FROM devices.jobs', /Queries FROM devices.jobs only support SELECT \*/],
-    ['SELECT deviceId, COUNT() FROM devices', /Attributes and aggregates cannot be mixed without GROUP BY at line 1, column 8/],
+    [
+      'SELECT deviceId, COUNT() FROM devices',
+      /Attributes and aggregates cannot be mixed without GROUP BY at line 1, column 8/,
+    ],
     [
       'SELECT deviceId, COUNT() AS n FROM devices GROUP BY tags.x',
       /With GROUP BY, every selected attribute must be the grouped attribute at line 1, column 8/,
     ],
     ['SELECT tags.x, properties.reported.X FROM devices', /The output name x is selected twice at line 1, column 16/],
     ['SELECT COUNT() AS n, SUM(version) AS N FROM devices', /The output name n is selected twice/],
-    ['SELECT * FROM devices WHERE a = \'x', /Unterminated string literal at line 1, column 33/],
+    ["SELECT * FROM devices WHERE a = 'x", /Unterminated string literal at line 1, column 33/],
   ])('rejects %j', (text, message) => {
     expect(rejection(text).message).toMatch(message);
   });
