@@ -4,14 +4,7 @@ import { ArgumentError } from '@fieldhub/protocol';
 import { buildCertificate, keyIdentifier, loadCertificate, type ParsedCertificate } from './certificate';
 import * as der from './der';
 import { type KeyOptions, loadPrivateKey, publicKeyDerOf, subjectKey } from './keys';
-import {
-  ExtendedKeyUsage,
-  ExtensionOid,
-  encodeName,
-  encodeSubjectAltName,
-  extension,
-  keyUsage,
-} from './names';
+import { ExtendedKeyUsage, ExtensionOid, encodeName, encodeSubjectAltName, extension, keyUsage } from './names';
 
 /** A certificate with its private key, both PEM. */
 export interface CertificateWithKey {

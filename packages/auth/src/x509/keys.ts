@@ -8,18 +8,20 @@ import {
 import { ArgumentError } from '@fieldhub/protocol';
 import * as der from './der';
 
-function generate(type: 'rsa' | 'ec', options: { modulusLength?: number; namedCurve?: string }): Promise<KeyPairPem> {
+const pemEncoding = {
+  publicKeyEncoding: { type: 'spki', format: 'pem' },
+  privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
+} as const;
+
+function settle(resolve: (pair: KeyPairPem) => void, reject: (error: Error) => void) {
+  return (error: Error | null, publicKey: string, privateKey: string): void =>
+    error ? reject(error) : resolve({ publicKey, privateKey });
+}
+
+function generate(type: 'rsa' | 'ec', bits: number): Promise<KeyPairPem> {
   return new Promise((resolve, reject) => {
-    generateNodeKeyPair(
-      type as 'rsa',
-      {
-        ...(type === 'rsa' ? { modulusLength: options.modulusLength ?? 2048 } : {}),
-        ...(options.namedCurve ? { namedCurve: options.namedCurve } : {}),
-        publicKeyEncoding: { type: 'spki', format: 'pem' },
-        privateKeyEncoding: { type: 'pkcs8', format: 'pem' },
-      },
-      (error, publicKey, privateKey) => (error ? reject(error) : resolve({ publicKey, privateKey })),
-    );
+    if (type === 'ec') generateNodeKeyPair('ec', { namedCurve: 'P-256', ...pemEncoding }, settle(resolve, reject));
+    else generateNodeKeyPair('rsa', { modulusLength: bits, ...pemEncoding }, settle(resolve, reject));
   });
 }
 
@@ -47,7 +49,7 @@ export interface KeyPairPem {
  * @throws ArgumentError when `rsaBits` is not an integer from 2048 to 8192.
  */
 export async function generateKeyPair(options: { keyType?: KeyType; rsaBits?: number } = {}): Promise<KeyPairPem> {
-  if (options.keyType === 'ec') return generate('ec', { namedCurve: 'P-256' });
+  if (options.keyType === 'ec') return generate('ec', 0);
   if (options.keyType !== undefined && options.keyType !== 'rsa') {
     throw new ArgumentError(`keyType must be 'rsa' or 'ec'`, { field: 'keyType' });
   }
@@ -55,7 +57,7 @@ export async function generateKeyPair(options: { keyType?: KeyType; rsaBits?: nu
   if (!Number.isInteger(bits) || bits < 2048 || bits > 8192) {
     throw new ArgumentError('rsaBits must be an integer from 2048 to 8192', { field: 'rsaBits' });
   }
-  return generate('rsa', { modulusLength: bits });
+  return generate('rsa', bits);
 }
 
 /** @internal Loads a PEM private key. @throws ArgumentError naming `field`. */
