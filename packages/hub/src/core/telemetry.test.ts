@@ -1,0 +1,227 @@
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import {
+  BuiltInEndpoint,
+  type EndpointEvent,
+  partitionOf,
+  type TelemetryReader,
+  telemetryAppendedSubject,
+} from './telemetry';
+import { createTestCore, type TestCore } from './telemetry-test-support';
+
+const text = (value: string) => new TextEncoder().encode(value);
+const decode = (event: EndpointEvent) => new TextDecoder().decode(event.body);
+
+async function take(reader: TelemetryReader, count: number): Promise<EndpointEvent[]> {
+  const events: EndpointEvent[] = [];
+  while (events.length < count) {
+    const result = await reader.next();
+    if (result.done) break;
+    events.push(result.value);
+  }
+  return events;
+}
+
+async function drain(reader: TelemetryReader): Promise<EndpointEvent[]> {
+  const events: EndpointEvent[] = [];
+  for await (const event of reader) events.push(event);
+  return events;
+}
+
+describe('BuiltInEndpoint', () => {
+  let core: TestCore;
+  let endpoint: BuiltInEndpoint;
+
+  beforeEach(async () => {
+    core = await createTestCore();
+    endpoint = new BuiltInEndpoint(core.ctx, { livePollMs: 5000 });
+  });
+  afterEach(async () => {
+    endpoint.stop();
+    await core.close();
+  });
+
+  it('partitions by FNV-1a of the device id, stable and in range', () => {
+    // FNV-1a 32 of "" is the offset basis 0x811c9dc5 = 2166136261; of "a" 0xe40c292c = 3826002220.
+    expect(partitionOf('', 4)).toBe(2166136261 % 4);
+    expect(partitionOf('a', 4)).toBe(3826002220 % 4);
+    for (const id of ['dev1', 'dev2', 'sensor-42', 'é']) {
+      const partition = partitionOf(id, 4);
+      expect(partition).toBeGreaterThanOrEqual(0);
+      expect(partition).toBeLessThan(4);
+      expect(partitionOf(id, 4)).toBe(partition);
+    }
+  });
+
+  it('stamps system properties and resolves with the durable event', async () => {
+    const event = await endpoint.append({
+      deviceId: 'dev1',
+      moduleId: 'mod1',
+      body: text('{"t":21}'),
+      properties: { alert: 'no' },
+      messageId: 'm1',
+      correlationId: 'c1',
+      contentType: 'application/json',
+      contentEncoding: 'utf-8',
+      userId: 'u1',
+      authMethod: { scope: 'module', type: 'sas', issuer: 'iothub' },
+      authGenerationId: 'gen1',
+    });
+    expect(event.partition).toBe(partitionOf('dev1', 4));
+    expect(event.sequenceNumber).toBe(0);
+    expect(event.deviceId).toBe('dev1');
+    expect(event.moduleId).toBe('mod1');
+    expect(event.source).toBe('Telemetry');
+    expect(event.systemProperties).toMatchObject({
+      'iothub-connection-device-id': 'dev1',
+      'iothub-connection-module-id': 'mod1',
+      'iothub-connection-auth-method': '{"scope":"module","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}',
+      'iothub-connection-auth-generation-id': 'gen1',
+      'iothub-enqueuedtime': core.ctx.now(),
+      'iothub-message-source': 'Telemetry',
+      'message-id': 'm1',
+      'correlation-id': 'c1',
+      'content-type': 'application/json',
+      'content-encoding': 'utf-8',
+      'user-id': 'u1',
+      'x-opt-sequence-number': 0,
+      'x-opt-offset': '0',
+      'x-opt-enqueued-time': core.ctx.now(),
+    });
+    const stored = await core.ctx.store.log.read('testhub', event.partition, 'earliest', 10);
+    expect(stored).toHaveLength(1);
+    // The Event Hubs annotations are derived at read time, not stored.
+    expect(stored[0]?.systemProperties['x-opt-sequence-number']).toBeUndefined();
+  });
+
+  it('rejects a message over 256 KB with MessageTooLarge', async () => {
+    await expect(endpoint.append({ deviceId: 'dev1', body: new Uint8Array(256 * 1024 + 1) })).rejects.toMatchObject({
+      code: 'MessageTooLarge',
+      hubCode: 413001,
+    });
+  });
+
+  it('reads all partitions from earliest, each partition in order, merged by enqueued time', async () => {
+    const devices = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (let round = 0; round < 3; round++) {
+      for (const deviceId of devices) {
+        await endpoint.append({ deviceId, body: text(`${deviceId}${round}`) });
+        core.advance(1);
+      }
+    }
+    const events = await drain(await endpoint.read({ live: false, bufferSize: 2 }));
+    expect(events.map(decode)).toEqual([0, 1, 2].flatMap((round) => devices.map((deviceId) => `${deviceId}${round}`)));
+  });
+
+  it('reads one partition and starts at a sequence number or an enqueued time', async () => {
+    const partition = partitionOf('dev1', 4);
+    for (let index = 0; index < 5; index++) {
+      await endpoint.append({ deviceId: 'dev1', body: text(String(index)) });
+      core.advance(1000);
+    }
+    const inclusive = await drain(
+      await endpoint.read({ partition, from: { sequenceNumber: 3, inclusive: true }, live: false }),
+    );
+    expect(inclusive.map(decode)).toEqual(['3', '4']);
+    // Exclusive by default, as Event Hubs: resume after the last event seen.
+    const exclusive = await drain(await endpoint.read({ partition, from: { sequenceNumber: 3 }, live: false }));
+    expect(exclusive.map(decode)).toEqual(['4']);
+    const start = Date.parse('2026-01-01T00:00:02.000Z');
+    const fromTime = await drain(
+      await endpoint.read({ partition, from: { enqueuedTime: new Date(start) }, live: false }),
+    );
+    // Event Hubs' enqueued-time position is exclusive: events enqueued strictly after it.
+    expect(fromTime.map(decode)).toEqual(['3', '4']);
+    await expect(endpoint.read({ partition: 4 })).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+  });
+
+  it('from latest sees only events appended after the reader opened, waiting for them', async () => {
+    await endpoint.append({ deviceId: 'dev1', body: text('old') });
+    const reader = await endpoint.read({ from: 'latest' });
+    const pending = take(reader, 2);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await endpoint.append({ deviceId: 'dev1', body: text('new1') });
+    await endpoint.append({ deviceId: 'dev2', body: text('new2') });
+    expect((await pending).map(decode)).toEqual(['new1', 'new2']);
+    reader.close();
+  });
+
+  it('wakes live readers on the bus subject telemetry.appended (appends from another process)', async () => {
+    const reader = await endpoint.read({ from: 'earliest' });
+    const pending = take(reader, 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    // Another hub process appends to the shared store and announces it on the bus.
+    const [stored] = await core.ctx.store.log.append('testhub', 2, [
+      { body: text('elsewhere'), properties: {}, systemProperties: {}, enqueuedTime: core.ctx.now() },
+    ]);
+    core.ctx.bus.publish('testhub', telemetryAppendedSubject, { partition: 2, sequenceNumber: stored?.sequenceNumber });
+    expect((await pending).map(decode)).toEqual(['elsewhere']);
+    reader.close();
+  });
+
+  it('ends a waiting reader on close, on abort and on stop', async () => {
+    const closed = await endpoint.read();
+    const next = closed.next();
+    closed.close();
+    expect(await next).toEqual({ done: true, value: undefined });
+
+    const controller = new AbortController();
+    const aborted = await endpoint.read({ signal: controller.signal });
+    const abortedNext = aborted.next();
+    controller.abort();
+    expect((await abortedNext).done).toBe(true);
+
+    const stopped = await endpoint.read();
+    const stoppedNext = stopped.next();
+    endpoint.stop();
+    expect((await stoppedNext).done).toBe(true);
+  });
+
+  it('holds at most bufferSize events per partition in memory', async () => {
+    for (let index = 0; index < 7; index++) await endpoint.append({ deviceId: 'dev1', body: text(String(index)) });
+    const reader = await endpoint.read({ partition: partitionOf('dev1', 4), bufferSize: 3, live: false });
+    const first = await reader.next();
+    expect(first.done).toBe(false);
+    // One event served, two still buffered: the next position is sequence 1, not 3.
+    expect(reader.positions.get(partitionOf('dev1', 4))).toEqual({ sequenceNumber: 1, inclusive: true });
+    expect((await drain(reader)).length).toBe(6);
+  });
+
+  it('trims events older than the retention period', async () => {
+    await endpoint.append({ deviceId: 'dev1', body: text('old') });
+    core.advance(core.ctx.options.retentionMs + 1);
+    await endpoint.append({ deviceId: 'dev1', body: text('fresh') });
+    expect(await endpoint.trim()).toBe(1);
+    const events = await drain(await endpoint.read({ live: false }));
+    expect(events.map(decode)).toEqual(['fresh']);
+    expect(events[0]?.sequenceNumber).toBe(1);
+  });
+
+  it('manages consumer groups case-insensitively and persists them', async () => {
+    expect(await endpoint.listConsumerGroups()).toEqual([{ name: '$Default' }]);
+    const created = await endpoint.createConsumerGroup('Analytics');
+    expect(created.name).toBe('Analytics');
+    expect(await endpoint.createConsumerGroup('analytics')).toEqual(created);
+    expect(await endpoint.getConsumerGroup('ANALYTICS')).toEqual(created);
+    expect((await endpoint.listConsumerGroups()).map((group) => group.name)).toEqual(['$Default', 'Analytics']);
+    await endpoint.append({ deviceId: 'dev1', body: text('x') });
+    expect(await drain(await endpoint.read({ consumerGroup: 'analytics', live: false }))).toHaveLength(1);
+    expect(await drain(await endpoint.read({ consumerGroup: '$default', live: false }))).toHaveLength(1);
+
+    // Persisted: a second endpoint over the same store sees it.
+    const again = new BuiltInEndpoint(core.ctx);
+    expect((await again.listConsumerGroups()).map((group) => group.name)).toContain('Analytics');
+    again.stop();
+
+    expect(await endpoint.deleteConsumerGroup('ANALYTICS')).toBe(true);
+    expect(await endpoint.deleteConsumerGroup('analytics')).toBe(false);
+    await expect(endpoint.read({ consumerGroup: 'analytics' })).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+    await expect(endpoint.deleteConsumerGroup('$Default')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+    await expect(endpoint.createConsumerGroup('-bad')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+    await expect(endpoint.createConsumerGroup('a'.repeat(51))).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+  });
+
+  it('allows at most 20 consumer groups including $Default', async () => {
+    for (let index = 0; index < 19; index++) await endpoint.createConsumerGroup(`g${index}`);
+    await expect(endpoint.createConsumerGroup('one-more')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+  });
+});

@@ -1,0 +1,601 @@
+import { ArgumentError, HubError } from '@fieldhub/protocol';
+import type { Unsubscribe } from '../bus/bus';
+import type { LogEvent, LogEventInput, LogPosition, PartitionInfo } from '../store/store';
+import type { CoreContext } from './context';
+
+/**
+ * The built-in endpoint (`messages/events`, protocol-service.md §4): the durable, partitioned log that device
+ * telemetry and hub-generated events are appended to, and that services read with consumer groups.
+ *
+ * - Partitioning: FNV-1a 32-bit over the UTF-8 bytes of the device id, modulo `ctx.options.partitionCount`.
+ *   Azure's own hash is undocumented (§4.4 "UNCONFIRMED"); what matters is that one device always lands on one
+ *   partition, so per-device order is kept, and that the choice survives restarts (FNV is fixed, unlike
+ *   anything seeded per process).
+ * - Durability: `append` resolves only once the store's group commit made the event durable (ARCHITECTURE.md
+ *   invariant: telemetry is acknowledged only after the durable append).
+ * - Reading is pull-based from the store: a reader holds at most `bufferSize` events in memory and fetches the
+ *   next batch only when its consumer asks for more, so a slow reader never makes hub memory grow. Overflow
+ *   policy: a reader that falls behind by more than the retention period silently skips the events that
+ *   retention trimmed (as Event Hubs does); it never blocks appends.
+ * - Live tail: readers wait for an in-process notifier, which is also fed by the bus subject
+ *   `telemetry.appended` (payload `{ partition, sequenceNumber }`) so that appends in other hub processes wake
+ *   them too; a slow safety poll covers a lost notification.
+ */
+
+/** Values of `iothub-message-source` (protocol-service.md §4.3, §5.6). */
+export const MessageSources = {
+  Telemetry: 'Telemetry',
+  TwinChangeEvents: 'twinChangeEvents',
+  DeviceLifecycleEvents: 'deviceLifecycleEvents',
+  DeviceConnectionStateEvents: 'deviceConnectionStateEvents',
+  DigitalTwinChangeEvents: 'digitalTwinChangeEvents',
+} as const;
+/** A value of `iothub-message-source`. */
+export type MessageSource = (typeof MessageSources)[keyof typeof MessageSources];
+
+/** System property (annotation) names as stored and as read from the endpoint (Event Hubs spelling, §4.3). */
+export const SystemPropertyNames = {
+  messageId: 'message-id',
+  correlationId: 'correlation-id',
+  userId: 'user-id',
+  contentType: 'content-type',
+  contentEncoding: 'content-encoding',
+  deviceId: 'iothub-connection-device-id',
+  moduleId: 'iothub-connection-module-id',
+  authMethod: 'iothub-connection-auth-method',
+  authGenerationId: 'iothub-connection-auth-generation-id',
+  enqueuedTime: 'iothub-enqueuedtime',
+  messageSource: 'iothub-message-source',
+  sequenceNumber: 'x-opt-sequence-number',
+  offset: 'x-opt-offset',
+  eventHubsEnqueuedTime: 'x-opt-enqueued-time',
+} as const;
+
+/** How the sender authenticated, stamped as `iothub-connection-auth-method` (§4.3). */
+export interface ConnectionAuthMethod {
+  readonly scope: 'hub' | 'device' | 'module';
+  readonly type: 'sas' | 'symkey' | 'x509';
+  readonly issuer: string;
+}
+
+/** A message to append: device telemetry or a hub-generated event. */
+export interface EndpointMessageInput {
+  /** The originating device (also the partition key). */
+  readonly deviceId: string;
+  readonly moduleId?: string | undefined;
+  readonly body: Uint8Array;
+  /** Application properties. */
+  readonly properties?: Readonly<Record<string, string>> | undefined;
+  readonly messageId?: string | undefined;
+  readonly correlationId?: string | undefined;
+  readonly userId?: string | undefined;
+  readonly contentType?: string | undefined;
+  readonly contentEncoding?: string | undefined;
+  /** `iothub-message-source`; `Telemetry` when absent. */
+  readonly source?: MessageSource | undefined;
+  /** Stamped as `iothub-connection-auth-method` (anti-spoofing, protocol-device.md §7). */
+  readonly authMethod?: ConnectionAuthMethod | undefined;
+  /** The device's (or module's) generationId, stamped as `iothub-connection-auth-generation-id`. */
+  readonly authGenerationId?: string | undefined;
+  /** Further annotations the head passes through (e.g. `dt-dataschema`, `dt-subject`). */
+  readonly annotations?: Readonly<Record<string, string | number | boolean>> | undefined;
+}
+
+/** An event as read from the built-in endpoint. */
+export interface EndpointEvent {
+  readonly partition: number;
+  readonly sequenceNumber: number;
+  /** Event Hubs offset; Fieldhub uses the decimal sequence number. */
+  readonly offset: string;
+  /** ms since epoch. */
+  readonly enqueuedTime: number;
+  readonly deviceId: string | undefined;
+  readonly moduleId: string | undefined;
+  readonly messageId: string | undefined;
+  readonly correlationId: string | undefined;
+  readonly userId: string | undefined;
+  readonly contentType: string | undefined;
+  readonly contentEncoding: string | undefined;
+  readonly source: string | undefined;
+  readonly body: Uint8Array;
+  readonly properties: Readonly<Record<string, string>>;
+  /** Every system property, including the read-time `x-opt-sequence-number`, `x-opt-offset`, `x-opt-enqueued-time`. */
+  readonly systemProperties: Readonly<Record<string, string | number | boolean>>;
+}
+
+/**
+ * Where a read starts, as Event Hubs' positions: `latest` = only events appended after the reader opened; a
+ * sequence number is exclusive unless `inclusive: true` (so a client resumes after the last event it saw); an enqueued time means events enqueued strictly after.
+ */
+export type StartPosition =
+  | 'earliest'
+  | 'latest'
+  | { readonly sequenceNumber: number; readonly inclusive?: boolean }
+  | { readonly enqueuedTime: number | Date };
+
+/** Options of {@link BuiltInEndpoint.read}. */
+export interface ReadOptions {
+  /** Consumer group (case-insensitive); `$Default` when absent. */
+  readonly consumerGroup?: string | undefined;
+  /** One partition; all partitions merged (by enqueued time, each partition in order) when absent. */
+  readonly partition?: number | undefined;
+  /** `earliest` when absent. */
+  readonly from?: StartPosition | undefined;
+  /** Wait for new appends once caught up (default true); false ends the iteration when caught up. */
+  readonly live?: boolean | undefined;
+  /** Most events held in memory per partition (default 100, at most 1000). */
+  readonly bufferSize?: number | undefined;
+  /** Ends the iteration. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/** A consumer group of the built-in endpoint. */
+export interface ConsumerGroup {
+  readonly name: string;
+  /** ISO time of creation; absent for the built-in `$Default`. */
+  readonly createdTime?: string;
+}
+
+/** Options of {@link BuiltInEndpoint}. */
+export interface BuiltInEndpointOptions {
+  /** How often retention runs (default 60 s). */
+  readonly trimIntervalMs?: number;
+  /** Safety poll of idle live readers, in case a bus notification was lost (default 1 s). */
+  readonly livePollMs?: number;
+}
+
+/** The bus subject announcing appends: payload {@link TelemetryAppended}. */
+export const telemetryAppendedSubject = 'telemetry.appended';
+/** Payload of {@link telemetryAppendedSubject}. */
+export interface TelemetryAppended {
+  readonly partition: number;
+  readonly sequenceNumber: number;
+}
+
+/** The name of the consumer group that always exists. */
+export const defaultConsumerGroup = '$Default';
+const consumerGroupCollection = 'consumer-groups';
+// Event Hubs: 1-50 chars, letters, digits, '.', '-', '_', starting and ending with a letter or digit.
+const consumerGroupPattern = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$/;
+// §4.4 "max 20 per hub (UNCONFIRMED)": $Default included.
+const maxConsumerGroups = 20;
+// protocol-device.md §7: D2C message ≤ 256 KB, body + system property values + application property names/values.
+const maxMessageBytes = 256 * 1024;
+const textEncoder = new TextEncoder();
+
+/**
+ * FNV-1a (32-bit) over the UTF-8 bytes of `deviceId`, modulo `partitionCount`: the partition of a device.
+ * Stable across processes and restarts.
+ */
+export function partitionOf(deviceId: string, partitionCount: number): number {
+  let hash = 0x811c9dc5;
+  for (const byte of textEncoder.encode(deviceId)) {
+    hash ^= byte;
+    hash = Math.imul(hash, 0x01000193) >>> 0;
+  }
+  return hash % partitionCount;
+}
+
+/** Wakes live readers; one version counter per partition so readers only re-query partitions that grew. */
+class AppendNotifier {
+  private readonly versions: number[];
+  private readonly waiters = new Set<() => void>();
+
+  constructor(partitionCount: number) {
+    this.versions = new Array<number>(partitionCount).fill(0);
+  }
+
+  version(partition: number): number {
+    return this.versions[partition] ?? 0;
+  }
+
+  bump(partition: number): void {
+    if (partition < 0 || partition >= this.versions.length) return;
+    this.versions[partition] = (this.versions[partition] ?? 0) + 1;
+    const waiters = [...this.waiters];
+    this.waiters.clear();
+    for (const wake of waiters) wake();
+  }
+
+  /** Resolves true on the next bump, false after `timeoutMs` or on abort. */
+  wait(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+    return new Promise((resolve) => {
+      let woken = true;
+      const done = () => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', aborted);
+        this.waiters.delete(done);
+        resolve(woken);
+      };
+      const timer = setTimeout(() => {
+        woken = false;
+        done();
+      }, timeoutMs);
+      timer.unref?.();
+      const aborted = () => {
+        woken = false;
+        done();
+      };
+      if (signal.aborted) return aborted();
+      signal.addEventListener('abort', aborted, { once: true });
+      this.waiters.add(done);
+    });
+  }
+}
+
+/** The built-in endpoint. Starts its retention timer on construction; `stop()` ends it and every reader. */
+export class BuiltInEndpoint {
+  private readonly notifier: AppendNotifier;
+  private readonly readers = new Set<TelemetryReader>();
+  private readonly unsubscribe: Unsubscribe;
+  private readonly trimTimer: ReturnType<typeof setInterval>;
+  private readonly livePollMs: number;
+  private stopped = false;
+
+  constructor(
+    private readonly ctx: CoreContext,
+    options: BuiltInEndpointOptions = {},
+  ) {
+    this.notifier = new AppendNotifier(ctx.options.partitionCount);
+    this.livePollMs = options.livePollMs ?? 1000;
+    this.unsubscribe = ctx.bus.subscribe(ctx.hubName, telemetryAppendedSubject, (payload) => {
+      const partition = (payload as Partial<TelemetryAppended> | undefined)?.partition;
+      if (typeof partition === 'number') this.notifier.bump(partition);
+    });
+    this.trimTimer = setInterval(() => {
+      this.trim().catch((error: unknown) => ctx.logger.warn({ err: error }, 'built-in endpoint retention failed'));
+    }, options.trimIntervalMs ?? 60_000);
+    this.trimTimer.unref?.();
+  }
+
+  /** Number of partitions. */
+  get partitionCount(): number {
+    return this.ctx.options.partitionCount;
+  }
+
+  /**
+   * Appends a message and resolves once it is durable (group commit). Wakes live readers here and, through the
+   * bus subject `telemetry.appended`, in other processes.
+   * @throws HubError MessageTooLarge over 256 KB (protocol-device.md §7).
+   */
+  async append(message: EndpointMessageInput): Promise<EndpointEvent> {
+    const now = this.ctx.now();
+    const input = this.toLogInput(message, now);
+    const partition = partitionOf(message.deviceId, this.ctx.options.partitionCount);
+    const [stored] = await this.ctx.store.log.append(this.ctx.hubName, partition, [input]);
+    if (!stored) throw new HubError('ServerError', 'The store did not return the appended event');
+    this.notifier.bump(partition);
+    this.ctx.bus.publish(this.ctx.hubName, telemetryAppendedSubject, {
+      partition,
+      sequenceNumber: stored.sequenceNumber,
+    } satisfies TelemetryAppended);
+    return toEndpointEvent(stored);
+  }
+
+  /**
+   * Opens a reader. Iterate it with `for await`; `close()` (or the signal, or `stop()`) ends it.
+   * @throws ArgumentError for an unknown consumer group, a partition out of range or a bad position.
+   */
+  async read(options: ReadOptions = {}): Promise<TelemetryReader> {
+    await this.getConsumerGroup(options.consumerGroup ?? defaultConsumerGroup);
+    const count = this.ctx.options.partitionCount;
+    let partitions: number[];
+    if (options.partition === undefined) {
+      partitions = Array.from({ length: count }, (_, index) => index);
+    } else {
+      if (!Number.isInteger(options.partition) || options.partition < 0 || options.partition >= count) {
+        throw new ArgumentError(`Partition ${options.partition} does not exist (0..${count - 1})`, {
+          field: 'partition',
+        });
+      }
+      partitions = [options.partition];
+    }
+    const bufferSize = Math.min(Math.max(Math.trunc(options.bufferSize ?? 100), 1), 1000);
+    const from = options.from ?? 'earliest';
+    const cursors = new Map<number, LogPosition>();
+    for (const partition of partitions) cursors.set(partition, await this.startCursor(partition, from));
+    const reader = new TelemetryReader({
+      ctx: this.ctx,
+      notifier: this.notifier,
+      cursors,
+      bufferSize,
+      live: options.live ?? true,
+      livePollMs: this.livePollMs,
+      signal: options.signal,
+      onClose: (closed) => this.readers.delete(closed),
+    });
+    if (this.stopped) reader.close();
+    else this.readers.add(reader);
+    return reader;
+  }
+
+  /** Facts about one partition (begin/last sequence number, last enqueued time). */
+  async partitionInfo(partition: number): Promise<PartitionInfo> {
+    return this.ctx.store.log.info(this.ctx.hubName, partition);
+  }
+
+  /** Applies retention now: deletes events older than `ctx.options.retentionMs`. Returns how many. */
+  async trim(): Promise<number> {
+    const olderThan = this.ctx.now() - this.ctx.options.retentionMs;
+    let removed = 0;
+    for (let partition = 0; partition < this.ctx.options.partitionCount; partition++) {
+      removed += await this.ctx.store.log.trim(this.ctx.hubName, partition, olderThan);
+    }
+    return removed;
+  }
+
+  /**
+   * Creates a consumer group; creating an existing one returns it (ARM's PUT is idempotent). Names are
+   * case-insensitive and keep the spelling of their creation.
+   * @throws ArgumentError for a bad name or more than 20 groups.
+   */
+  async createConsumerGroup(name: string): Promise<ConsumerGroup> {
+    validateConsumerGroupName(name);
+    if (isDefaultGroup(name)) return { name: defaultConsumerGroup };
+    const key = name.toLowerCase();
+    const existing = await this.ctx.store.documents.get<ConsumerGroup>(this.ctx.hubName, consumerGroupCollection, key);
+    if (existing) return existing.value;
+    const count = await this.ctx.store.documents.count(this.ctx.hubName, consumerGroupCollection);
+    if (count + 1 >= maxConsumerGroups) {
+      throw new ArgumentError(`A hub has at most ${maxConsumerGroups} consumer groups`, { field: 'name' });
+    }
+    const group: ConsumerGroup = { name, createdTime: new Date(this.ctx.now()).toISOString() };
+    try {
+      await this.ctx.store.documents.put(this.ctx.hubName, consumerGroupCollection, key, group, 0);
+      return group;
+    } catch {
+      // Lost a race with another creator: the group exists now, which is what the caller wanted.
+      const raced = await this.ctx.store.documents.get<ConsumerGroup>(this.ctx.hubName, consumerGroupCollection, key);
+      if (raced) return raced.value;
+      throw new HubError('ServerError', `Could not create consumer group ${name}`);
+    }
+  }
+
+  /** Every consumer group, `$Default` first. */
+  async listConsumerGroups(): Promise<ConsumerGroup[]> {
+    const stored = await this.ctx.store.documents.list<ConsumerGroup>(this.ctx.hubName, consumerGroupCollection);
+    return [{ name: defaultConsumerGroup }, ...stored.map((document) => document.value)];
+  }
+
+  /**
+   * One consumer group by name (case-insensitive).
+   * @throws ArgumentError when it does not exist.
+   */
+  async getConsumerGroup(name: string): Promise<ConsumerGroup> {
+    if (isDefaultGroup(name)) return { name: defaultConsumerGroup };
+    const found = await this.ctx.store.documents.get<ConsumerGroup>(
+      this.ctx.hubName,
+      consumerGroupCollection,
+      name.toLowerCase(),
+    );
+    if (!found) throw new ArgumentError(`Consumer group '${name}' does not exist`, { field: 'consumerGroup' });
+    return found.value;
+  }
+
+  /**
+   * Deletes a consumer group; returns whether it existed.
+   * @throws ArgumentError for `$Default`, which always exists.
+   */
+  async deleteConsumerGroup(name: string): Promise<boolean> {
+    if (isDefaultGroup(name)) {
+      throw new ArgumentError('The $Default consumer group cannot be deleted', { field: 'name' });
+    }
+    return this.ctx.store.documents.delete(this.ctx.hubName, consumerGroupCollection, name.toLowerCase());
+  }
+
+  /** Stops retention and the bus subscription and ends every open reader. Idempotent. */
+  stop(): void {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.trimTimer);
+    this.unsubscribe();
+    for (const reader of [...this.readers]) reader.close();
+  }
+
+  private async startCursor(partition: number, from: StartPosition): Promise<LogPosition> {
+    if (from === 'earliest') return 'earliest';
+    if (from === 'latest') {
+      // Resolved once, at open time: later reads continue from here instead of re-meaning "latest".
+      const info = await this.ctx.store.log.info(this.ctx.hubName, partition);
+      return info.lastSequenceNumber < 0 ? 'earliest' : { sequenceNumber: info.lastSequenceNumber, inclusive: false };
+    }
+    if ('sequenceNumber' in from) {
+      if (!Number.isInteger(from.sequenceNumber)) {
+        throw new ArgumentError('sequenceNumber must be an integer', { field: 'from' });
+      }
+      return { sequenceNumber: from.sequenceNumber, inclusive: from.inclusive ?? false };
+    }
+    const time = from.enqueuedTime instanceof Date ? from.enqueuedTime.getTime() : from.enqueuedTime;
+    if (!Number.isFinite(time)) throw new ArgumentError('enqueuedTime must be a valid time', { field: 'from' });
+    return { enqueuedTime: time };
+  }
+
+  private toLogInput(message: EndpointMessageInput, now: number): LogEventInput {
+    const system: Record<string, string | number | boolean> = { ...message.annotations };
+    const set = (name: string, value: string | undefined) => {
+      if (value !== undefined) system[name] = value;
+    };
+    set(SystemPropertyNames.messageId, message.messageId);
+    set(SystemPropertyNames.correlationId, message.correlationId);
+    set(SystemPropertyNames.userId, message.userId);
+    set(SystemPropertyNames.contentType, message.contentType);
+    set(SystemPropertyNames.contentEncoding, message.contentEncoding);
+    set(SystemPropertyNames.deviceId, message.deviceId);
+    set(SystemPropertyNames.moduleId, message.moduleId);
+    if (message.authMethod) {
+      // Azure's exact spelling, including the always-null ip filter rule (§4.3).
+      set(SystemPropertyNames.authMethod, JSON.stringify({ ...message.authMethod, acceptingIpFilterRule: null }));
+    }
+    set(SystemPropertyNames.authGenerationId, message.authGenerationId);
+    system[SystemPropertyNames.enqueuedTime] = now;
+    system[SystemPropertyNames.messageSource] = message.source ?? MessageSources.Telemetry;
+    const properties = { ...message.properties };
+    let size = message.body.byteLength;
+    for (const [name, value] of Object.entries(properties)) size += name.length + value.length;
+    for (const value of Object.values(system)) size += String(value).length;
+    if (size > maxMessageBytes) {
+      throw new HubError('MessageTooLarge', `The message is ${size} bytes; the limit is ${maxMessageBytes}`);
+    }
+    return { body: message.body, properties, systemProperties: system, enqueuedTime: now };
+  }
+}
+
+function isDefaultGroup(name: string): boolean {
+  return name.toLowerCase() === defaultConsumerGroup.toLowerCase();
+}
+
+function validateConsumerGroupName(name: string): void {
+  if (isDefaultGroup(name)) return;
+  if (!consumerGroupPattern.test(name)) {
+    throw new ArgumentError(
+      `Invalid consumer group name '${name}': 1-50 letters, digits, '.', '-' or '_', starting and ending with a letter or digit`,
+      { field: 'name' },
+    );
+  }
+}
+
+function optionalString(value: string | number | boolean | undefined): string | undefined {
+  return value === undefined ? undefined : String(value);
+}
+
+/** Shapes a stored log event as read from the endpoint, adding Event Hubs' read-time annotations. */
+export function toEndpointEvent(event: LogEvent): EndpointEvent {
+  const system = event.systemProperties;
+  return {
+    partition: event.partition,
+    sequenceNumber: event.sequenceNumber,
+    offset: String(event.sequenceNumber),
+    enqueuedTime: event.enqueuedTime,
+    deviceId: optionalString(system[SystemPropertyNames.deviceId]),
+    moduleId: optionalString(system[SystemPropertyNames.moduleId]),
+    messageId: optionalString(system[SystemPropertyNames.messageId]),
+    correlationId: optionalString(system[SystemPropertyNames.correlationId]),
+    userId: optionalString(system[SystemPropertyNames.userId]),
+    contentType: optionalString(system[SystemPropertyNames.contentType]),
+    contentEncoding: optionalString(system[SystemPropertyNames.contentEncoding]),
+    source: optionalString(system[SystemPropertyNames.messageSource]),
+    body: event.body,
+    properties: event.properties,
+    systemProperties: {
+      ...system,
+      [SystemPropertyNames.sequenceNumber]: event.sequenceNumber,
+      [SystemPropertyNames.offset]: String(event.sequenceNumber),
+      [SystemPropertyNames.eventHubsEnqueuedTime]: event.enqueuedTime,
+    },
+  };
+}
+
+interface PartitionCursor {
+  position: LogPosition;
+  buffer: LogEvent[];
+  /** The notifier version at the last read that found nothing; re-read only when it moved. */
+  emptyAtVersion: number | undefined;
+}
+
+interface TelemetryReaderInit {
+  readonly ctx: CoreContext;
+  readonly notifier: AppendNotifier;
+  readonly cursors: ReadonlyMap<number, LogPosition>;
+  readonly bufferSize: number;
+  readonly live: boolean;
+  readonly livePollMs: number;
+  readonly signal: AbortSignal | undefined;
+  readonly onClose: (reader: TelemetryReader) => void;
+}
+
+/**
+ * A pull-based reader of the built-in endpoint: each `next()` serves from a per-partition buffer of at most
+ * `bufferSize` events and refills it from the store only when empty. With several partitions the events are
+ * merged by enqueued time (each partition stays in sequence order). Not safe for concurrent `next()` calls.
+ */
+export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
+  private readonly partitions = new Map<number, PartitionCursor>();
+  private readonly abort = new AbortController();
+  private closed = false;
+  private readonly onExternalAbort = () => this.close();
+
+  /** @internal Created by {@link BuiltInEndpoint.read}. */
+  constructor(private readonly init: TelemetryReaderInit) {
+    for (const [partition, position] of init.cursors) {
+      this.partitions.set(partition, { position, buffer: [], emptyAtVersion: undefined });
+    }
+    if (init.signal?.aborted) this.close();
+    else init.signal?.addEventListener('abort', this.onExternalAbort, { once: true });
+  }
+
+  /** Where the reader stands: the next position per partition (for checkpoints). */
+  get positions(): ReadonlyMap<number, LogPosition> {
+    const result = new Map<number, LogPosition>();
+    for (const [partition, cursor] of this.partitions) {
+      const head = cursor.buffer[0];
+      result.set(partition, head ? { sequenceNumber: head.sequenceNumber, inclusive: true } : cursor.position);
+    }
+    return result;
+  }
+
+  /** The next event; waits for new appends when live and caught up. */
+  async next(): Promise<IteratorResult<EndpointEvent, undefined>> {
+    const { ctx, notifier, bufferSize } = this.init;
+    while (!this.closed) {
+      for (const [partition, cursor] of this.partitions) {
+        if (cursor.buffer.length > 0) continue;
+        const version = notifier.version(partition);
+        if (cursor.emptyAtVersion === version) continue;
+        const events = await ctx.store.log.read(ctx.hubName, partition, cursor.position, bufferSize);
+        if (this.closed) break;
+        if (events.length === 0) cursor.emptyAtVersion = version;
+        else cursor.buffer = events;
+      }
+      if (this.closed) break;
+      const chosen = this.pickOldestHead();
+      if (chosen) {
+        const event = chosen.buffer.shift()!;
+        chosen.position = { sequenceNumber: event.sequenceNumber, inclusive: false };
+        chosen.emptyAtVersion = undefined;
+        return { done: false, value: toEndpointEvent(event) };
+      }
+      if (!this.init.live) break;
+      const woken = await notifier.wait(this.init.livePollMs, this.abort.signal);
+      // A wake moved the version of the partitions that grew; the safety poll re-reads all of them.
+      if (!woken) for (const cursor of this.partitions.values()) cursor.emptyAtVersion = undefined;
+    }
+    this.close();
+    return { done: true, value: undefined };
+  }
+
+  /** Ends the iteration (also from `break` in `for await`). */
+  async return(): Promise<IteratorResult<EndpointEvent, undefined>> {
+    this.close();
+    return { done: true, value: undefined };
+  }
+
+  [Symbol.asyncIterator](): this {
+    return this;
+  }
+
+  /** Closes the reader; a pending `next()` resolves done. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.abort.abort();
+    this.init.signal?.removeEventListener('abort', this.onExternalAbort);
+    for (const cursor of this.partitions.values()) cursor.buffer = [];
+    this.init.onClose(this);
+  }
+
+  /** `await using reader = await endpoint.read()`. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+
+  private pickOldestHead(): PartitionCursor | undefined {
+    let best: PartitionCursor | undefined;
+    for (const cursor of this.partitions.values()) {
+      const head = cursor.buffer[0];
+      if (!head) continue;
+      const bestHead = best?.buffer[0];
+      if (!bestHead || head.enqueuedTime < bestHead.enqueuedTime) best = cursor;
+    }
+    return best;
+  }
+}
