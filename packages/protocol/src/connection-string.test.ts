@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fuzzParser } from './__fixtures__/fuzz';
+import { expectLinearTime, fuzzParser } from './__fixtures__/fuzz';
 import { connectionStrings } from './__fixtures__/mqtt-captures';
 import {
   type ConnectionString,
@@ -91,6 +91,11 @@ describe('parseConnectionString', () => {
   it('throws nothing but ArgumentError on random input', () => {
     fuzzParser(parseConnectionString);
     fuzzParser((text) => parseConnectionString(`HostName=h;${text}`));
+  });
+
+  it('parses large input in linear time', () => {
+    expectLinearTime(parseDeviceConnectionString);
+    expectLinearTime(parseServiceConnectionString);
   });
 });
 

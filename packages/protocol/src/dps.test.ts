@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { assignedBody, assigningBody, registerRequestBody } from './__fixtures__/dps-captures';
-import { anyString, expectOnlyArgumentError, fuzzParser } from './__fixtures__/fuzz';
+import { anyString, expectLinearTime, expectOnlyArgumentError, fuzzParser } from './__fixtures__/fuzz';
 import { groupKeyDerivation } from './__fixtures__/sas';
 import {
   type DpsRegistrationOperation,
@@ -159,6 +159,11 @@ describe('DPS parsers on random input', () => {
     fuzzParser(parseDpsRegistrationRequest);
     fuzzParser(parseDpsRegistrationOperation);
     fuzzParser(parseDpsErrorBody);
+  });
+
+  it('parse large input in linear time', () => {
+    expectLinearTime(parseDpsRegistrationRequest);
+    expectLinearTime(parseDpsRegistrationOperation);
   });
 
   it('throw nothing but ArgumentError on random JSON values', () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fuzzParser } from './__fixtures__/fuzz';
+import { expectLinearTime, fuzzParser } from './__fixtures__/fuzz';
 import { hubTopics } from './__fixtures__/mqtt-captures';
 import { ArgumentError } from './errors';
 import {
@@ -109,6 +109,10 @@ describe('decodePropertyBag', () => {
 
   it('throws nothing but ArgumentError on random input', () => {
     fuzzParser(decodePropertyBag);
+  });
+
+  it('decodes large input in linear time', () => {
+    expectLinearTime(decodePropertyBag);
   });
 });
 

@@ -1,9 +1,11 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fuzzParser, identifier } from './__fixtures__/fuzz';
+import { expectLinearTime, fuzzParser, identifier } from './__fixtures__/fuzz';
 import { connectPasswords } from './__fixtures__/mqtt-captures';
 import { deviceSas } from './__fixtures__/sas';
+import { base64Decode, base64Encode, utf8Encode } from './encoding';
 import { ArgumentError } from './errors';
+import { hmacSha256 } from './hmac';
 import {
   deviceResourceUri,
   dpsResourceUri,
@@ -11,6 +13,7 @@ import {
   formatSasToken,
   hubResourceUri,
   moduleResourceUri,
+  parseResourceUri,
   parseSasToken,
   sasStringToSign,
   sasStringToVerify,
@@ -183,5 +186,93 @@ describe('parseSasToken', () => {
   it('throws nothing but ArgumentError on random input', () => {
     fuzzParser(parseSasToken);
     fuzzParser((text) => parseSasToken(`SharedAccessSignature ${text}`));
+  });
+
+  it('parses large input in linear time', () => {
+    expectLinearTime(parseSasToken);
+  });
+});
+
+describe('signing with the package HMAC', () => {
+  it('produces the signature of the independently computed fixture', () => {
+    const stringToSign = sasStringToSign(deviceResourceUri(deviceSas.hostName, deviceSas.deviceId), deviceSas.expiry);
+    const signature = base64Encode(hmacSha256(base64Decode(deviceSas.key), utf8Encode(stringToSign)));
+    expect(signature).toBe(deviceSas.signature);
+  });
+
+  it('verifies a parsed token over its literal sr', () => {
+    const token = parseSasToken(deviceSas.token);
+    const expected = base64Encode(hmacSha256(base64Decode(deviceSas.key), utf8Encode(sasStringToVerify(token))));
+    expect(token.sig).toBe(expected);
+  });
+});
+
+describe('parseResourceUri', () => {
+  it('reads hub, gateway prefix, device, module and DPS registration URIs', () => {
+    expect(parseResourceUri('localhost:41671')).toEqual({ kind: 'hub', hostName: 'localhost:41671' });
+    expect(parseResourceUri('h/devices')).toEqual({ kind: 'devices', hostName: 'h' });
+    expect(parseResourceUri('localhost:41883/devices/demo-dev1')).toEqual({
+      kind: 'device',
+      hostName: 'localhost:41883',
+      deviceId: 'demo-dev1',
+    });
+    expect(parseResourceUri('h/devices/d/modules/m')).toEqual({
+      kind: 'module',
+      hostName: 'h',
+      deviceId: 'd',
+      moduleId: 'm',
+    });
+    expect(parseResourceUri('0ne00000001/registrations/demo-dps-dev1')).toEqual({
+      kind: 'registration',
+      idScope: '0ne00000001',
+      registrationId: 'demo-dps-dev1',
+    });
+  });
+
+  it('ignores an amqps:// prefix, a trailing slash and the case of fixed words, as Edge Hub does', () => {
+    expect(parseResourceUri('amqps://h/Devices/d/')).toEqual({ kind: 'device', hostName: 'h', deviceId: 'd' });
+  });
+
+  it.each(['', '/', 'h//d', 'h/things/d', 'h/devices/d/modules', 'h/devices/d/twin/x', 'h/devices/d/modules/m/x'])(
+    'rejects %j',
+    (uri) => {
+      let caught: unknown;
+      try {
+        parseResourceUri(uri);
+      } catch (error) {
+        caught = error;
+      }
+      expect(caught).toBeInstanceOf(ArgumentError);
+      expect((caught as ArgumentError).field).toBe('resourceUri');
+    },
+  );
+
+  it('inverts the resource URI builders for random ids', () => {
+    fc.assert(
+      fc.property(identifier, identifier, identifier, (host, device, module) => {
+        fc.pre(!/^(amqps|https|wss):$/i.test(host));
+        expect(parseResourceUri(deviceResourceUri(host, device))).toEqual({
+          kind: 'device',
+          hostName: host,
+          deviceId: device,
+        });
+        expect(parseResourceUri(moduleResourceUri(host, device, module))).toEqual({
+          kind: 'module',
+          hostName: host,
+          deviceId: device,
+          moduleId: module,
+        });
+        expect(parseResourceUri(dpsResourceUri(host, device))).toEqual({
+          kind: 'registration',
+          idScope: host,
+          registrationId: device,
+        });
+      }),
+    );
+  });
+
+  it('throws nothing but ArgumentError on random input, in linear time', () => {
+    fuzzParser(parseResourceUri);
+    expectLinearTime(parseResourceUri);
   });
 });

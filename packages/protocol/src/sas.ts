@@ -190,3 +190,46 @@ function requireField(fields: Record<string, string>, name: string): string {
   if (value === '') throw new ArgumentError(`SAS token ${name} is empty`, { field: name });
   return value;
 }
+
+/** What a resource URI names, as {@link parseResourceUri} reads it. */
+export type ParsedResourceUri =
+  | { kind: 'hub'; hostName: string }
+  | { kind: 'devices'; hostName: string }
+  | { kind: 'device'; hostName: string; deviceId: string }
+  | { kind: 'module'; hostName: string; deviceId: string; moduleId: string }
+  | { kind: 'registration'; idScope: string; registrationId: string };
+
+/**
+ * Reads a decoded resource URI (a token's `resourceUri`, an AMQP CBS audience): the hub (`{host}`), every device
+ * (`{host}/devices`, a gateway's prefix), one device or module, or a DPS registration
+ * (`{idScope}/registrations/{registrationId}`). Lenient as Edge Hub is (reference §3.2): an `amqps://`,
+ * `https://` or `wss://` prefix and one trailing `/` are ignored, and the fixed words `devices`, `modules` and
+ * `registrations` match in any case. Host names are returned as written; compare them without case.
+ *
+ * @throws ArgumentError (field `resourceUri`) when the URI is empty or has a shape none of the above has.
+ */
+export function parseResourceUri(resourceUri: string): ParsedResourceUri {
+  const fail = (): never => {
+    throw new ArgumentError(`resource URI '${resourceUri}' names no hub, device, module or registration`, {
+      field: 'resourceUri',
+    });
+  };
+  const withoutScheme = resourceUri.replace(/^(?:amqps|https|wss):\/\//i, '');
+  const text = withoutScheme.endsWith('/') ? withoutScheme.slice(0, -1) : withoutScheme;
+  const levels = text.split('/');
+  if (levels.some((level) => level === '')) return fail();
+  const [first, second, third, fourth, fifth] = levels as [string, ...(string | undefined)[]];
+  const word = (value: string | undefined): string | undefined => value?.toLowerCase();
+  if (levels.length === 1) return { kind: 'hub', hostName: first };
+  if (levels.length === 2 && word(second) === 'devices') return { kind: 'devices', hostName: first };
+  if (levels.length === 3 && word(second) === 'devices') {
+    return { kind: 'device', hostName: first, deviceId: third as string };
+  }
+  if (levels.length === 3 && word(second) === 'registrations') {
+    return { kind: 'registration', idScope: first, registrationId: third as string };
+  }
+  if (levels.length === 5 && word(second) === 'devices' && word(fourth) === 'modules') {
+    return { kind: 'module', hostName: first, deviceId: third as string, moduleId: fifth as string };
+  }
+  return fail();
+}

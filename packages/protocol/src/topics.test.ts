@@ -1,6 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { fuzzParser, identifier, requestId } from './__fixtures__/fuzz';
+import { expectLinearTime, fuzzParser, identifier, requestId } from './__fixtures__/fuzz';
 import {
   connectUsernames,
   deviceTopics,
@@ -335,6 +335,13 @@ describe('parseDeviceTopic leniency', () => {
     fuzzParser((text) => parseDeviceTopic(`devices/${text}`));
     fuzzParser((text) => parseDeviceTopic(`$iothub/${text}`));
     fuzzParser((text) => parseDeviceTopic(`$dps/registrations/${text}`));
+  });
+
+  it('parses large input in linear time', () => {
+    expectLinearTime(parseDeviceTopic);
+    expectLinearTime(parseTopicFilter);
+    expectLinearTime(parseMqttUsername);
+    expectLinearTime(parseDpsMqttUsername);
   });
 });
 

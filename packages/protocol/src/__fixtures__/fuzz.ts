@@ -66,3 +66,27 @@ export const requestId: fc.Arbitrary<string> = fc.oneof(
   fc.uuid(),
   fc.stringMatching(/^[A-Za-z0-9._~-]{1,20}$/),
 );
+
+/** Large inputs that would expose quadratic work or catastrophic regex backtracking. */
+export const largeInputs: readonly string[] = [
+  'a'.repeat(200_000),
+  '%'.repeat(200_000),
+  '%C3'.repeat(70_000),
+  '&='.repeat(100_000),
+  '/'.repeat(200_000),
+  `devices/${'d'.repeat(100_000)}/messages/events/${'k=v&'.repeat(50_000)}`,
+  `$iothub/twin/res/200/?${'$rid=1&'.repeat(30_000)}`,
+  `SharedAccessSignature ${'sr=a&'.repeat(40_000)}`,
+  `HostName=h;SharedAccessKey=${'AAAA'.repeat(50_000)}!`,
+  `h/d/?${'a=b&'.repeat(50_000)}`,
+  '['.repeat(100_000),
+];
+
+/** Runs `parse` on each large input; passes when each finishes within `budgetMs` throwing only ArgumentError. */
+export function expectLinearTime(parse: (input: string) => unknown, budgetMs = 2000): void {
+  for (const input of largeInputs) {
+    const started = Date.now();
+    expectOnlyArgumentError(() => parse(input));
+    expect(Date.now() - started).toBeLessThan(budgetMs);
+  }
+}
