@@ -1,16 +1,5 @@
 import { queryError } from './query-error';
 
-/** The kinds of token the query language has. */
-export const TokenKind = {
-  Identifier: 'identifier',
-  Number: 'number',
-  String: 'string',
-  Symbol: 'symbol',
-  End: 'end',
-} as const;
-/** One of {@link TokenKind}. */
-export type TokenKind = (typeof TokenKind)[keyof typeof TokenKind];
-
 /** Operators and punctuation, longest first so `<=` wins over `<`. */
 const symbols = ['<>', '!=', '<=', '>=', '=', '<', '>', '+', '-', '*', '/', '%', '(', ')', '[', ']', ',', '.'] as const;
 /** One operator or punctuation mark. */
