@@ -400,7 +400,7 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         });
       });
 
-      it('trims events enqueued before a time and moves the beginning', async () => {
+      it('trims the events enqueued before a time and moves the beginning', async () => {
         await store.log.append(hub, 0, [event('a', 10), event('b', 20), event('c', 30)]);
         expect(await store.log.trim(hub, 0, 20)).toBe(1);
         expect(bodies(await store.log.read(hub, 0, 'earliest', 10))).toEqual(['b', 'c']);
@@ -416,6 +416,26 @@ export function describeStoreConformance(name: string, open: () => Promise<Store
         });
         expect(sequences(await store.log.append(hub, 0, [event('d', 40)]))).toEqual([3]);
         expect(bodies(await store.log.read(hub, 0, 'earliest', 10))).toEqual(['d']);
+      });
+
+      it('trims only a prefix, so a partition never has holes', async () => {
+        // Out-of-order enqueued times (a clock step back): retention stops at the first event to keep.
+        await store.log.append(hub, 0, [event('a', 10), event('b', 50), event('c', 20), event('d', 60)]);
+        expect(await store.log.trim(hub, 0, 40)).toBe(1);
+        expect(bodies(await store.log.read(hub, 0, 'earliest', 10))).toEqual(['b', 'c', 'd']);
+        expect(await store.log.info(hub, 0)).toMatchObject({ beginSequenceNumber: 1, lastSequenceNumber: 3 });
+      });
+
+      it('finds the start by enqueued time in a long partition, also after a trim', async () => {
+        const many = Array.from({ length: 1000 }, (_, i) => event(`t${i}`, 10_000 + i));
+        for (let i = 0; i < many.length; i += 100) await store.log.append(hub, 0, many.slice(i, i + 100));
+        expect(sequences(await store.log.read(hub, 0, { enqueuedTime: 10_500 }, 3))).toEqual([501, 502, 503]);
+        expect(sequences(await store.log.read(hub, 0, { enqueuedTime: 9_000 }, 1))).toEqual([0]);
+        expect(await store.log.read(hub, 0, { enqueuedTime: 10_999 }, 1)).toEqual([]);
+        expect(await store.log.trim(hub, 0, 10_700)).toBe(700);
+        expect(sequences(await store.log.read(hub, 0, { enqueuedTime: 10_500 }, 1))).toEqual([700]);
+        expect(sequences(await store.log.read(hub, 0, { enqueuedTime: 10_800 }, 1))).toEqual([801]);
+        expect(bodies(await store.log.read(hub, 0, 'earliest', 1))).toEqual(['t700']);
       });
 
       it('never reuses sequence numbers after trimming everything and reopening', async (context) => {
