@@ -1,5 +1,5 @@
 import { createHmac, randomBytes } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ArgumentError, AuthenticationError } from '@fieldhub/protocol';
 import fc from 'fast-check';
@@ -112,12 +112,10 @@ describe('createSasToken', () => {
 
 describe('parseSasToken', () => {
   it('parses every token shape the official clients sent in the captures', () => {
-    const dir = join(__dirname, '../../../../shared/reference/captures');
-    const tokens = readdirSync(dir)
-      .filter((name) => name.endsWith('.txt'))
-      .flatMap((name) => [...readFileSync(join(dir, name), 'utf8').matchAll(/SharedAccessSignature [^"\\\s]+/g)])
-      .map((match) => match[0]);
-    expect(tokens.length).toBeGreaterThan(10);
+    const tokens = readFileSync(join(__dirname, '__fixtures__/captured-sas-tokens.txt'), 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('SharedAccessSignature '));
+    expect(tokens.length).toBeGreaterThanOrEqual(5);
     for (const token of tokens) {
       const parsed = parseSasToken(token);
       expect(parsed.se).toBeGreaterThan(1_700_000_000);
