@@ -215,6 +215,7 @@ describe('CloudToDevice', () => {
     await c2d.send('dev1', message('y', { ack: 'full' }));
     await c2d.send('dev2', message('z'));
     expect(await c2d.purge('dev1')).toEqual({ totalMessagesPurged: 2, deviceId: 'dev1', moduleId: null });
+    await expect(c2d.purge('ghost')).rejects.toMatchObject({ code: 'DeviceNotFound' });
     expect(await c2d.count('dev1')).toBe(0);
     expect(await c2d.count('dev2')).toBe(1);
     expect(await c2d.receiveFeedback()).toBeUndefined();

@@ -400,12 +400,20 @@ export class CloudToDevice {
     this.notify(deviceId);
   }
 
-  /** Deletes every queued message of a device, without feedback (`DELETE /devices/{id}/commands`). */
+  /**
+   * Deletes every queued message of a device, without feedback (`DELETE /devices/{id}/commands`).
+   * @throws HubError DeviceNotFound (404001).
+   */
   async purge(deviceId: string): Promise<PurgeResult> {
-    const totalMessagesPurged = await this.serial(deviceId, () =>
+    await this.devices.getDevice(deviceId);
+    const totalMessagesPurged = await this.purgeQueue(deviceId);
+    return { totalMessagesPurged, deviceId, moduleId: null };
+  }
+
+  private purgeQueue(deviceId: string): Promise<number> {
+    return this.serial(deviceId, () =>
       this.ctx.store.documents.deletePrefix(this.ctx.hubName, messagesCollection, queuePrefix(deviceId)),
     );
-    return { totalMessagesPurged, deviceId, moduleId: null };
   }
 
   /**
@@ -413,7 +421,7 @@ export class CloudToDevice {
    * dropped when the device is deleted"). The registry calls this after deleting the identity.
    */
   async forgetDevice(deviceId: string): Promise<void> {
-    await this.purge(deviceId);
+    await this.purgeQueue(deviceId);
     await this.ctx.store.documents.delete(this.ctx.hubName, queuesCollection, encodeId(deviceId));
     await this.serial('#feedback', async () => {
       for await (const document of this.scan<StoredFeedback>(feedbackCollection)) {

@@ -214,7 +214,7 @@ describe('BuiltInEndpoint', () => {
 
     expect(await endpoint.deleteConsumerGroup('ANALYTICS')).toBe(true);
     expect(await endpoint.deleteConsumerGroup('analytics')).toBe(false);
-    await expect(endpoint.read({ consumerGroup: 'analytics' })).rejects.toMatchObject({ code: 'ArgumentInvalid' });
+    await expect(endpoint.read({ consumerGroup: 'analytics' })).rejects.toMatchObject({ code: 'ResourceNotFound' });
     await expect(endpoint.deleteConsumerGroup('$Default')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
     await expect(endpoint.createConsumerGroup('-bad')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
     await expect(endpoint.createConsumerGroup('a'.repeat(51))).rejects.toMatchObject({ code: 'ArgumentInvalid' });

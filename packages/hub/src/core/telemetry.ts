@@ -274,7 +274,8 @@ export class BuiltInEndpoint {
 
   /**
    * Opens a reader. Iterate it with `for await`; `close()` (or the signal, or `stop()`) ends it.
-   * @throws ArgumentError for an unknown consumer group, a partition out of range or a bad position.
+   * @throws HubError ResourceNotFound for an unknown consumer group; ArgumentError for a partition out of range or
+   * a bad position.
    */
   async read(options: ReadOptions = {}): Promise<TelemetryReader> {
     await this.getConsumerGroup(options.consumerGroup ?? defaultConsumerGroup);
@@ -359,7 +360,7 @@ export class BuiltInEndpoint {
 
   /**
    * One consumer group by name (case-insensitive).
-   * @throws ArgumentError when it does not exist.
+   * @throws HubError ResourceNotFound (404000) when it does not exist.
    */
   async getConsumerGroup(name: string): Promise<ConsumerGroup> {
     if (isDefaultGroup(name)) return { name: defaultConsumerGroup };
@@ -368,7 +369,7 @@ export class BuiltInEndpoint {
       consumerGroupCollection,
       name.toLowerCase(),
     );
-    if (!found) throw new ArgumentError(`Consumer group '${name}' does not exist`, { field: 'consumerGroup' });
+    if (!found) throw new HubError('ResourceNotFound', `Consumer group '${name}' does not exist`);
     return found.value;
   }
 

@@ -1,0 +1,58 @@
+/**
+ * Service REST routes of direct methods (protocol-service.md §2.9): `POST /twins/:id/methods` and
+ * `POST /twins/:id/modules/:mid/methods`. ServiceConnect is required (§1.1). Routes only translate to
+ * `core.directMethods`; a client that goes away aborts the wait.
+ */
+import { ArgumentError } from '@fieldhub/protocol';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { MethodInvocation } from '../../../core/direct-methods';
+import type { HubCore } from '../../../core/hub-core';
+import { requireApiVersion } from '../api-version';
+import { requirePermission } from '../service-auth';
+import { identityParams, jsonBody, sendJson } from './registry';
+
+/** Registers the direct method routes. */
+export function registerMethodRoutes(app: FastifyInstance, core: HubCore): void {
+  for (const path of ['/twins/:id/methods', '/twins/:id/modules/:mid/methods']) {
+    app.post(path, async (request, reply) => {
+      requireApiVersion(request);
+      await requirePermission(core, request, 'ServiceConnect');
+      const { deviceId, moduleId } = identityParams(request);
+      const invocation = toInvocation(jsonBody(request));
+      const signal = abortOnClientGone(reply);
+      return sendJson(reply, 200, await core.directMethods.invoke(deviceId, moduleId, invocation, { signal }));
+    });
+  }
+}
+
+/** The SDK's body: `{"methodName":..,"payload":..,"responseTimeoutInSeconds":..,"connectTimeoutInSeconds":..}`. */
+function toInvocation(body: unknown): MethodInvocation {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ArgumentError('The request body must be a JSON object with methodName', { field: 'body' });
+  }
+  const fields = body as Record<string, unknown>;
+  if (typeof fields.methodName !== 'string') {
+    throw new ArgumentError('methodName is required', { field: 'methodName' });
+  }
+  return {
+    methodName: fields.methodName,
+    payload: fields.payload,
+    responseTimeoutInSeconds: optionalNumber(fields.responseTimeoutInSeconds, 'responseTimeoutInSeconds'),
+    connectTimeoutInSeconds: optionalNumber(fields.connectTimeoutInSeconds, 'connectTimeoutInSeconds'),
+  };
+}
+
+function optionalNumber(value: unknown, field: string): number | undefined {
+  if (value === undefined || value === null) return undefined;
+  if (typeof value !== 'number') throw new ArgumentError(`${field} must be a number`, { field });
+  return value;
+}
+
+/** Aborts when the HTTP client disconnects before the answer is sent (no point waiting for the device then). */
+function abortOnClientGone(reply: FastifyReply): AbortSignal {
+  const controller = new AbortController();
+  reply.raw.once('close', () => {
+    if (!reply.raw.writableFinished) controller.abort();
+  });
+  return controller.signal;
+}

@@ -1,0 +1,184 @@
+/**
+ * Fieldhub extension: reading the built-in endpoint over HTTPS (until the AMQP head serves Event Hubs clients),
+ * and managing its consumer groups. ServiceConnect is required; no `api-version` (extensions are versioned by
+ * their `/fieldhub/` path; a given one is ignored). Routes only translate to `core.telemetry`.
+ *
+ * `GET /fieldhub/events?consumerGroup=$Default&from=earliest|latest|seq:<n>|time:<ISO>&partition=<n>&live=true`
+ * answers `text/event-stream`: one `data: <JSON>` line per event, blank-line separated, with
+ * `{ deviceId, moduleId, messageId, correlationId, userId, contentType, contentEncoding, properties,
+ * systemProperties, body, bodyEncoding, enqueuedTime, sequenceNumber, offset, partition }` (absent values are
+ * `null`). `body` is the UTF-8 text when the content type is JSON or `text/*` or the content encoding is UTF-8
+ * and the bytes are valid UTF-8 (`bodyEncoding: "utf-8"`), else base64 (`bodyEncoding: "base64"`).
+ * - `from`: default `earliest`; `seq:<n>` starts after sequence number n (Event Hubs' exclusive position) in
+ *   every partition read; `time:<ISO>` after that enqueued time.
+ * - `partition`: one partition; all partitions merged by enqueued time when absent.
+ * - `live=false` ends the stream once caught up; otherwise it stays open and follows new appends, with a
+ *   `: keep-alive` comment every 15 s.
+ * - Backpressure: the next event is read from the store only after the socket drained the previous one, so a
+ *   slow client costs one bounded reader, never hub memory. The reader closes when the client goes away.
+ * - No `id:` fields: resume with `from=seq:<n>` and `partition=<n>` from the last event seen.
+ *
+ * Consumer groups (names case-insensitive; `$Default` always exists and cannot be deleted):
+ * `GET /fieldhub/consumergroups` -> 200 `[{ name, createdTime? }]`; `PUT /fieldhub/consumergroups/:name` -> 200
+ * (idempotent); `GET /fieldhub/consumergroups/:name` -> 200 / 404 ResourceNotFound;
+ * `DELETE /fieldhub/consumergroups/:name` -> 204 / 404 ResourceNotFound.
+ */
+import { once } from 'node:events';
+import { ArgumentError, HubError } from '@fieldhub/protocol';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { HubCore } from '../../../core/hub-core';
+import type { EndpointEvent, StartPosition, TelemetryReader } from '../../../core/telemetry';
+import { requirePermission } from '../service-auth';
+import { sendJson } from './registry';
+
+const keepAliveMs = 15_000;
+
+/** Registers the event stream and the consumer group routes. */
+export function registerTelemetryStreamRoutes(app: FastifyInstance, core: HubCore): void {
+  const open = new Set<TelemetryReader>();
+  // Streams never end by themselves: close them before the server waits for its connections to finish.
+  app.addHook('preClose', (done) => {
+    for (const reader of open) reader.close();
+    done();
+  });
+
+  app.get('/fieldhub/events', async (request, reply) => {
+    await requirePermission(core, request, 'ServiceConnect');
+    const query = (request.query ?? {}) as Record<string, string | undefined>;
+    // Opening the reader validates the group, partition and position before any byte of the stream is sent.
+    const reader = await core.telemetry.read({
+      consumerGroup: query.consumerGroup,
+      partition: parsePartition(query.partition),
+      from: parseFrom(query.from),
+      live: query.live !== 'false',
+    });
+    open.add(reader);
+    reply.hijack();
+    try {
+      await stream(request, reply, reader);
+    } finally {
+      open.delete(reader);
+      reader.close();
+    }
+  });
+
+  app.get('/fieldhub/consumergroups', async (request, reply) => {
+    await requirePermission(core, request, 'ServiceConnect');
+    return sendJson(reply, 200, await core.telemetry.listConsumerGroups());
+  });
+
+  app.get('/fieldhub/consumergroups/:name', async (request, reply) => {
+    await requirePermission(core, request, 'ServiceConnect');
+    return sendJson(reply, 200, await core.telemetry.getConsumerGroup(nameParam(request)));
+  });
+
+  app.put('/fieldhub/consumergroups/:name', async (request, reply) => {
+    await requirePermission(core, request, 'ServiceConnect');
+    return sendJson(reply, 200, await core.telemetry.createConsumerGroup(nameParam(request)));
+  });
+
+  app.delete('/fieldhub/consumergroups/:name', async (request, reply) => {
+    await requirePermission(core, request, 'ServiceConnect');
+    const name = nameParam(request);
+    if (!(await core.telemetry.deleteConsumerGroup(name))) {
+      throw new HubError('ResourceNotFound', `Consumer group '${name}' does not exist`);
+    }
+    return reply.code(204).send();
+  });
+}
+
+/** Writes the events as server-sent events until the reader ends or the client goes away. */
+async function stream(request: FastifyRequest, reply: FastifyReply, reader: TelemetryReader): Promise<void> {
+  const response = reply.raw;
+  let gone = false;
+  const onGone = () => {
+    gone = true;
+    reader.close();
+  };
+  response.once('close', onGone);
+  request.raw.once('close', () => {
+    if (!response.writableFinished) onGone();
+  });
+  response.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    'x-accel-buffering': 'no',
+  });
+  response.write(': fieldhub events\n\n');
+  const keepAlive = setInterval(() => {
+    if (!gone) response.write(': keep-alive\n\n');
+  }, keepAliveMs);
+  keepAlive.unref();
+  try {
+    for await (const event of reader) {
+      if (gone) break;
+      if (!response.write(`data: ${JSON.stringify(toJson(event))}\n\n`)) {
+        // Backpressure: pull the next event from the store only once the socket took this one.
+        await Promise.race([once(response, 'drain'), once(response, 'close')]);
+      }
+    }
+  } finally {
+    clearInterval(keepAlive);
+    response.off('close', onGone);
+    if (!gone) response.end();
+  }
+}
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The JSON shape of one event on the stream. */
+function toJson(event: EndpointEvent): Record<string, unknown> {
+  const { body, bodyEncoding } = encodeBody(event);
+  return {
+    deviceId: event.deviceId ?? null,
+    moduleId: event.moduleId ?? null,
+    messageId: event.messageId ?? null,
+    correlationId: event.correlationId ?? null,
+    userId: event.userId ?? null,
+    contentType: event.contentType ?? null,
+    contentEncoding: event.contentEncoding ?? null,
+    properties: event.properties,
+    systemProperties: event.systemProperties,
+    body,
+    bodyEncoding,
+    enqueuedTime: new Date(event.enqueuedTime).toISOString(),
+    sequenceNumber: event.sequenceNumber,
+    offset: event.offset,
+    partition: event.partition,
+  };
+}
+
+function encodeBody(event: EndpointEvent): { body: string; bodyEncoding: 'utf-8' | 'base64' } {
+  const type = (event.contentType ?? '').toLowerCase();
+  const encoding = (event.contentEncoding ?? '').toLowerCase().replace('-', '');
+  const textual = type.includes('json') || type.startsWith('text/') || encoding === 'utf8';
+  if (textual) {
+    try {
+      return { body: utf8.decode(event.body), bodyEncoding: 'utf-8' };
+    } catch {
+      // Declared as text but not valid UTF-8: fall through to base64 rather than mangle it.
+    }
+  }
+  return { body: Buffer.from(event.body).toString('base64'), bodyEncoding: 'base64' };
+}
+
+function parsePartition(value: string | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  if (!/^\d+$/.test(value)) throw new ArgumentError(`Invalid partition '${value}'`, { field: 'partition' });
+  return Number(value);
+}
+
+function parseFrom(value: string | undefined): StartPosition {
+  if (value === undefined || value === '' || value === 'earliest') return 'earliest';
+  if (value === 'latest') return 'latest';
+  if (value.startsWith('seq:') && /^seq:-?\d+$/.test(value)) return { sequenceNumber: Number(value.slice(4)) };
+  if (value.startsWith('time:')) {
+    const time = Date.parse(value.slice(5));
+    if (!Number.isNaN(time)) return { enqueuedTime: time };
+  }
+  throw new ArgumentError(`Invalid from '${value}': earliest, latest, seq:<n> or time:<ISO 8601>`, { field: 'from' });
+}
+
+function nameParam(request: FastifyRequest): string {
+  return (request.params as { name: string }).name;
+}
