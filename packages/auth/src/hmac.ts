@@ -1,6 +1,6 @@
 // HMAC-SHA256 for SAS: Web Crypto when the runtime has it (Node 20, browsers, Deno), the portable pure-JS
 // implementation of @fieldhub/protocol otherwise, and for the synchronous variants.
-import { ArgumentError, base64Decode, hmacSha256, utf8Encode } from '@fieldhub/protocol';
+import { AbortError, ArgumentError, base64Decode, hmacSha256, utf8Encode } from '@fieldhub/protocol';
 
 interface HmacSubtle {
   importKey(
@@ -48,4 +48,9 @@ export async function hmacSha256Async(key: Uint8Array, message: string): Promise
 /** @internal HMAC-SHA256 of the UTF-8 bytes of `message`, synchronously (portable implementation). */
 export function hmacSha256Sync(key: Uint8Array, message: string): Uint8Array {
   return hmacSha256(key, utf8Encode(message));
+}
+
+/** @internal Throws Fieldhub's AbortError (with the signal's reason as cause) once `signal` has aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
 }

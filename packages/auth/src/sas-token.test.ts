@@ -1,7 +1,7 @@
 import { createHmac, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { ArgumentError, AuthenticationError } from '@fieldhub/protocol';
+import { AbortError, ArgumentError, AuthenticationError } from '@fieldhub/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -160,7 +160,7 @@ describe('verifySasToken', () => {
 
   it('accepts what createSasToken made, and says what it grants', async () => {
     const token = await createSasToken({ resourceUri, key, ttlSeconds: 3600, now });
-    await expect(verifySasToken(token, { keys: key, resourceUri, now })).resolves.toEqual({
+    await expect(verifySasToken(token, { keys: key, expectedResourceUri: resourceUri, now })).resolves.toEqual({
       resourceUri,
       expiresAt: new Date((nowSeconds + 3600) * 1000),
       keyIndex: 0,
@@ -169,13 +169,13 @@ describe('verifySasToken', () => {
 
   it('tries every key and reports which matched (secondary = 1)', async () => {
     const token = await createSasToken({ resourceUri, key, ttlSeconds: 60, now });
-    const result = await verifySasToken(token, { keys: [otherKey, key], resourceUri, now });
+    const result = await verifySasToken(token, { keys: [otherKey, key], expectedResourceUri: resourceUri, now });
     expect(result.keyIndex).toBe(1);
   });
 
   it('refuses a token signed with another key', async () => {
     const token = await createSasToken({ resourceUri, key: otherKey, ttlSeconds: 60, now });
-    const error = await rejection(verifySasToken(token, { keys: [key], resourceUri, now }));
+    const error = await rejection(verifySasToken(token, { keys: [key], expectedResourceUri: resourceUri, now }));
     expect(error).toBeInstanceOf(AuthenticationError);
     expect((error as Error).message).toMatch(/signature/);
   });
@@ -190,8 +190,12 @@ describe('verifySasToken', () => {
   it('refuses an expired token, honouring the clock skew', async () => {
     const token = await createSasToken({ resourceUri, key, expiresAt: nowSeconds, now });
     const at = (seconds: number) => new Date((nowSeconds + seconds) * 1000);
-    await expect(verifySasToken(token, { keys: key, resourceUri, now: at(300) })).resolves.toBeTruthy();
-    await expect(verifySasToken(token, { keys: key, resourceUri, now: at(301) })).rejects.toThrow(/expired/);
+    await expect(
+      verifySasToken(token, { keys: key, expectedResourceUri: resourceUri, now: at(300) }),
+    ).resolves.toBeTruthy();
+    await expect(verifySasToken(token, { keys: key, expectedResourceUri: resourceUri, now: at(301) })).rejects.toThrow(
+      /expired/,
+    );
     await expect(verifySasToken(token, { keys: key, now: at(1), clockSkewSeconds: 0 })).rejects.toBeInstanceOf(
       AuthenticationError,
     );
@@ -203,7 +207,9 @@ describe('verifySasToken', () => {
     const sr = 'myhub.example%2fdevices%2fd1';
     const se = nowSeconds + 60;
     const token = `SharedAccessSignature sr=${sr}&sig=${strictEncode(referenceSignature(key, sr, se))}&se=${se}`;
-    await expect(verifySasToken(token, { keys: key, resourceUri, now })).resolves.toMatchObject({ resourceUri });
+    await expect(verifySasToken(token, { keys: key, expectedResourceUri: resourceUri, now })).resolves.toMatchObject({
+      resourceUri,
+    });
   });
 
   it('verifies the raw-sr DPS style', async () => {
@@ -216,23 +222,23 @@ describe('verifySasToken', () => {
       encodeResourceUri: false,
     });
     await expect(
-      verifySasToken(token, { keys: key, resourceUri: '0ne00000001/registrations/r1', now }),
+      verifySasToken(token, { keys: key, expectedResourceUri: '0ne00000001/registrations/r1', now }),
     ).resolves.toMatchObject({ keyName: 'registration' });
   });
 
   it('authorises on the decoded sr: device scope, segment prefix, case-insensitive host only', async () => {
     const token = await createSasToken({ resourceUri: 'MyHub.Example/devices/d1', key, ttlSeconds: 60, now });
     await expect(
-      verifySasToken(token, { keys: key, resourceUri: 'myhub.example/devices/d1', now }),
+      verifySasToken(token, { keys: key, expectedResourceUri: 'myhub.example/devices/d1', now }),
     ).resolves.toBeTruthy();
     await expect(
-      verifySasToken(token, { keys: key, resourceUri: 'amqps://myhub.example/devices/d1/', now }),
+      verifySasToken(token, { keys: key, expectedResourceUri: 'amqps://myhub.example/devices/d1/', now }),
     ).resolves.toBeTruthy();
     await expect(
-      verifySasToken(token, { keys: key, resourceUri: 'myhub.example/devices/d1/modules/m1', now }),
+      verifySasToken(token, { keys: key, expectedResourceUri: 'myhub.example/devices/d1/modules/m1', now }),
     ).resolves.toBeTruthy();
     for (const other of ['myhub.example/devices/D1', 'myhub.example/devices/d10', 'other.example/devices/d1']) {
-      await expect(verifySasToken(token, { keys: key, resourceUri: other, now }), other).rejects.toThrow(
+      await expect(verifySasToken(token, { keys: key, expectedResourceUri: other, now }), other).rejects.toThrow(
         /does not grant/,
       );
     }
@@ -248,7 +254,7 @@ describe('verifySasToken', () => {
     };
     const options = (requested: string) => ({
       keys: (token: { skn?: string }) => (token.skn ? policies[token.skn]?.key : undefined),
-      resourceUri: requested,
+      expectedResourceUri: requested,
       authorize: (verified: VerifiedSasToken) =>
         policies[verified.keyName ?? '']?.permissions.includes('DeviceConnect') ?? false,
       now,
@@ -318,7 +324,7 @@ describe('SAS parsing and verification under random input', () => {
     await fc.assert(
       fc.asyncProperty(anyText, async (text) => {
         try {
-          await verifySasToken(text, { keys: [key], resourceUri: 'h/devices/d1', now });
+          await verifySasToken(text, { keys: [key], expectedResourceUri: 'h/devices/d1', now });
           throw new Error(`accepted ${text}`);
         } catch (error) {
           if (!(error instanceof AuthenticationError)) throw error;
@@ -326,5 +332,24 @@ describe('SAS parsing and verification under random input', () => {
       }),
       { numRuns: 1000 },
     );
+  });
+});
+
+describe('verifySasToken and AbortSignal', () => {
+  it('rejects with AbortError when the signal aborts during a slow key lookup', async () => {
+    const token = await createSasToken({ resourceUri: 'h/devices/d1', key, ttlSeconds: 60, now });
+    const controller = new AbortController();
+    const seen: (AbortSignal | undefined)[] = [];
+    const pending = verifySasToken(token, {
+      keys: async (_token, { signal }) => {
+        seen.push(signal);
+        controller.abort(new Error('shutting down'));
+        return key;
+      },
+      now,
+      signal: controller.signal,
+    });
+    await expect(pending).rejects.toBeInstanceOf(AbortError);
+    expect(seen).toEqual([controller.signal]);
   });
 });

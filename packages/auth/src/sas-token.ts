@@ -10,7 +10,7 @@ import {
   timingSafeEqual,
   utf8Encode,
 } from '@fieldhub/protocol';
-import { decodeKey, hmacSha256Async, hmacSha256Sync } from './hmac';
+import { decodeKey, hmacSha256Async, hmacSha256Sync, throwIfAborted } from './hmac';
 
 export { parseSasToken, type SasToken };
 
@@ -142,6 +142,7 @@ export function createSasTokenSync(options: CreateSasTokenOptions): string {
  */
 export type SasKeyResolver = (
   token: SasToken,
+  options: { signal?: AbortSignal },
 ) => string | readonly string[] | undefined | Promise<string | readonly string[] | undefined>;
 
 /** Options of {@link verifySasToken}. */
@@ -154,7 +155,7 @@ export interface VerifySasTokenOptions {
    * does not). The host part compares case-insensitively, the path exactly; a `scheme://` and a trailing `/`
    * are ignored on both. Omit to skip this check (then use `authorize`).
    */
-  resourceUri?: string;
+  expectedResourceUri?: string;
   /**
    * Final say after signature, expiry and resource checks pass, e.g. "the policy named by `keyName` has
    * DeviceConnect". Return false to refuse.
@@ -164,6 +165,8 @@ export interface VerifySasTokenOptions {
   now?: Date;
   /** Seconds a token stays acceptable after `se`. Default 300. */
   clockSkewSeconds?: number;
+  /** Aborts a slow key lookup or authorisation; passed on to `keys` when it is a resolver. */
+  signal?: AbortSignal;
 }
 
 /** A token that verified. */
@@ -209,13 +212,14 @@ function candidateKeys(value: string | readonly string[] | undefined): readonly 
  * Verifies a SAS token the way IoT Hub does (reference protocol-device.md §0.2, §1.2; protocol-service.md §0.12):
  * parse the fields in any order; recompute the HMAC over the LITERAL `sr` (still encoded, whatever encoding the
  * client chose) and `se`; compare in constant time against each candidate key; refuse it when `se` + skew has
- * passed; then authorise on the DECODED `sr` (see `resourceUri`) and the `authorize` callback.
+ * passed; then authorise on the DECODED `sr` (see `expectedResourceUri`) and the `authorize` callback.
  *
  * @example
  * ```ts
- * const ok = await verifySasToken(token, { keys: [primary, secondary], resourceUri: 'myhub.example/devices/d1' });
+ * const ok = await verifySasToken(token, { keys: [primary, secondary], expectedResourceUri: 'myhub.example/devices/d1' });
  * ```
  * @throws ArgumentError when the options are invalid (no keys option, a key that is not base64, a negative skew).
+ * @throws AbortError when `signal` aborts.
  * @throws AuthenticationError when the token is malformed (the parse error is its `cause`), no key is found,
  * the signature does not match, it has expired, or it does not cover the resource or is refused by `authorize`.
  */
@@ -236,7 +240,12 @@ export async function verifySasToken(token: string, options: VerifySasTokenOptio
     throw new AuthenticationError(`malformed SAS token: ${(error as Error).message}`, { cause: error });
   }
 
-  const keys = candidateKeys(typeof options.keys === 'function' ? await options.keys(parsed) : options.keys);
+  const { signal } = options;
+  throwIfAborted(signal);
+  const keys = candidateKeys(
+    typeof options.keys === 'function' ? await options.keys(parsed, signal ? { signal } : {}) : options.keys,
+  );
+  throwIfAborted(signal);
   if (keys.length === 0) throw new AuthenticationError('no key is known for this SAS token');
   const presented = utf8Encode(parsed.sig);
   const stringToVerify = sasStringToVerify(parsed);
@@ -257,10 +266,17 @@ export async function verifySasToken(token: string, options: VerifySasTokenOptio
     keyIndex,
   };
   if (parsed.skn !== undefined) verified.keyName = parsed.skn;
-  if (options.resourceUri !== undefined && !sasResourceCovers(parsed.resourceUri, options.resourceUri)) {
-    throw new AuthenticationError(`SAS token for '${parsed.resourceUri}' does not grant '${options.resourceUri}'`);
+  if (
+    options.expectedResourceUri !== undefined &&
+    !sasResourceCovers(parsed.resourceUri, options.expectedResourceUri)
+  ) {
+    throw new AuthenticationError(
+      `SAS token for '${parsed.resourceUri}' does not grant '${options.expectedResourceUri}'`,
+    );
   }
-  if (options.authorize && !(await options.authorize(verified))) {
+  const allowed = options.authorize ? await options.authorize(verified) : true;
+  throwIfAborted(signal);
+  if (!allowed) {
     throw new AuthenticationError(`SAS token for '${parsed.resourceUri}' is not authorized`);
   }
   return verified;

@@ -26,7 +26,9 @@ describe('deriveSymmetricKey', () => {
       ttlSeconds: 60,
     });
     const keys = async () => deriveSymmetricKey(groupKey, 'dev1');
-    await expect(verifySasToken(token, { keys, resourceUri: '0ne00000001/registrations/dev1' })).resolves.toBeTruthy();
+    await expect(
+      verifySasToken(token, { keys, expectedResourceUri: '0ne00000001/registrations/dev1' }),
+    ).resolves.toBeTruthy();
   });
 
   it('names the bad argument', async () => {

@@ -151,6 +151,7 @@ export interface CreateRootCaOptions extends SubjectOptions, ValidityOptions, Om
 /**
  * Creates a self-signed root CA (basicConstraints cA, keyCertSign + cRLSign). RSA 2048 unless `keyType: 'ec'`.
  * @throws ArgumentError on a bad common name, subject field, validity or key option.
+ * @throws AbortError when `signal` aborts.
  */
 export async function createRootCa(options: CreateRootCaOptions): Promise<CertificateWithKey> {
   checkPathLength(options.pathLength);
@@ -182,6 +183,7 @@ export interface CreateIntermediateCaOptions extends SubjectOptions, ValidityOpt
 /**
  * Creates an intermediate CA signed by `issuer`.
  * @throws ArgumentError on a bad issuer (unreadable, not a CA, key mismatch) or bad options.
+ * @throws AbortError when `signal` aborts.
  */
 export async function createIntermediateCa(options: CreateIntermediateCaOptions): Promise<CertificateWithKey> {
   const issuer = loadIssuer(options.issuer);
@@ -246,6 +248,7 @@ export interface IssueDeviceCertificateOptions extends SubjectOptions, ValidityO
  * Issues a device (client) certificate: CN = device id, extendedKeyUsage clientAuth, signed by `issuer`.
  * Generates the key pair unless `publicKey` is given.
  * @throws ArgumentError on a bad issuer, device id or option.
+ * @throws AbortError when `signal` aborts.
  */
 export async function issueDeviceCertificate(options: IssueDeviceCertificateOptions): Promise<IssuedCertificate> {
   const issuer = loadIssuer(options.issuer);
@@ -276,6 +279,7 @@ export interface IssueServerCertificateOptions extends SubjectOptions, ValidityO
 /**
  * Issues a TLS server certificate: SANs from `dnsNames` and `ipAddresses`, extendedKeyUsage serverAuth.
  * @throws ArgumentError when there is no name at all, a name is malformed, or the issuer is bad.
+ * @throws AbortError when `signal` aborts.
  */
 export async function issueServerCertificate(options: IssueServerCertificateOptions): Promise<IssuedCertificate> {
   const issuer = loadIssuer(options.issuer);
@@ -312,6 +316,7 @@ export interface CreateSelfSignedCertificateOptions
  * Creates a self-signed leaf certificate with clientAuth, for devices that authenticate by thumbprint
  * (IoT Hub `authentication.type: 'selfSigned'`).
  * @throws ArgumentError on bad options.
+ * @throws AbortError when `signal` aborts.
  */
 export async function createSelfSignedCertificate(
   options: CreateSelfSignedCertificateOptions,

@@ -35,6 +35,8 @@ export interface CreateCsrOptions extends SubjectOptions {
   privateKey?: string;
   keyType?: KeyType;
   rsaBits?: number;
+  /** Abandons key generation. */
+  signal?: AbortSignal;
 }
 
 /** A PKCS#10 request and the private key that signed it (PEM). */
@@ -47,6 +49,7 @@ export interface CsrWithKey {
  * Creates a PKCS#10 certificate signing request (PEM `CERTIFICATE REQUEST`), with a subjectAltName extension
  * request when names are given.
  * @throws ArgumentError on a bad common name, name, or private key.
+ * @throws AbortError when `signal` aborts.
  */
 export async function createCertificateSigningRequest(options: CreateCsrOptions): Promise<CsrWithKey> {
   if (typeof options.commonName !== 'string' || options.commonName.length === 0) {
@@ -74,6 +77,7 @@ export async function createCertificateSigningRequest(options: CreateCsrOptions)
       await generateKeyPair({
         ...(options.keyType ? { keyType: options.keyType } : {}),
         ...(options.rsaBits ? { rsaBits: options.rsaBits } : {}),
+        ...(options.signal ? { signal: options.signal } : {}),
       })
     ).privateKey;
   const key = loadPrivateKey(privateKey, 'privateKey');

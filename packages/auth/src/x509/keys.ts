@@ -6,6 +6,7 @@ import {
   sign,
 } from 'node:crypto';
 import { ArgumentError } from '@fieldhub/protocol';
+import { throwIfAborted } from '../hmac';
 import * as der from './der';
 
 const pemEncoding = {
@@ -36,6 +37,8 @@ export interface KeyOptions {
   rsaBits?: number;
   /** Certify this public key (PEM, SPKI) instead of generating a pair; the result then has no private key. */
   publicKey?: string;
+  /** Abandons the operation (key generation is the slow part). */
+  signal?: AbortSignal;
 }
 
 /** A key pair as PEM: PKCS#8 private key, SPKI public key. */
@@ -47,8 +50,18 @@ export interface KeyPairPem {
 /**
  * Generates a key pair with Node's crypto (OpenSSL), much faster than pure-JS generation.
  * @throws ArgumentError when `rsaBits` is not an integer from 2048 to 8192.
+ * @throws AbortError when `signal` aborts (the result of a generation already running is discarded).
  */
-export async function generateKeyPair(options: { keyType?: KeyType; rsaBits?: number } = {}): Promise<KeyPairPem> {
+export async function generateKeyPair(
+  options: { keyType?: KeyType; rsaBits?: number; signal?: AbortSignal } = {},
+): Promise<KeyPairPem> {
+  throwIfAborted(options.signal);
+  const pair = await generateUnchecked(options);
+  throwIfAborted(options.signal);
+  return pair;
+}
+
+function generateUnchecked(options: { keyType?: KeyType; rsaBits?: number }): Promise<KeyPairPem> {
   if (options.keyType === 'ec') return generate('ec', 0);
   if (options.keyType !== undefined && options.keyType !== 'rsa') {
     throw new ArgumentError(`keyType must be 'rsa' or 'ec'`, { field: 'keyType' });
@@ -98,6 +111,7 @@ export async function subjectKey(
   const pair = await generateKeyPair({
     ...(options.keyType ? { keyType: options.keyType } : {}),
     ...(options.rsaBits ? { rsaBits: options.rsaBits } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
   });
   return { spki: loadPublicKeyDer(pair.publicKey, field), privateKey: pair.privateKey };
 }

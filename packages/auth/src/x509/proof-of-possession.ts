@@ -16,19 +16,22 @@ export interface CreateVerificationCertificateOptions extends ValidityOptions {
   ca: CertificateWithKey;
   /** The code the hub issued (`generateVerificationCode`); it becomes the subject CN. */
   verificationCode: string;
+  /** Abandons key generation. */
+  signal?: AbortSignal;
 }
 
 /**
  * Creates the proof-of-possession certificate IoT Hub asks for when a CA certificate is uploaded: a leaf with
  * CN = the verification code, signed by the CA's private key (reference protocol-device.md §6). Returns PEM.
  * @throws ArgumentError when the CA (certificate, key, CA flag, key match) or the code is bad.
+ * @throws AbortError when `signal` aborts.
  */
 export async function createVerificationCertificate(options: CreateVerificationCertificateOptions): Promise<string> {
   const ca = loadIssuer(options.ca, 'ca');
   if (typeof options.verificationCode !== 'string' || options.verificationCode.length === 0) {
     throw new ArgumentError('verificationCode must be a non-empty string', { field: 'verificationCode' });
   }
-  const { spki } = await subjectKey({}, 'verification');
+  const { spki } = await subjectKey(options.signal ? { signal: options.signal } : {}, 'verification');
   return issueLeaf({
     issuer: ca,
     subjectName: encodeName({ commonName: options.verificationCode }, 'subject'),

@@ -1,5 +1,5 @@
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { ArgumentError, AuthenticationError } from '@fieldhub/protocol';
+import { AbortError, ArgumentError, AuthenticationError } from '@fieldhub/protocol';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { buildCertificate, loadCertificate } from './certificate';
@@ -398,5 +398,17 @@ describe('PEM parsing', () => {
       }),
       { numRuns: 500 },
     );
+  });
+});
+
+describe('AbortSignal', () => {
+  it('abandons key generation with AbortError', async () => {
+    const controller = new AbortController();
+    controller.abort();
+    await expect(createRootCa({ commonName: 'never', signal: controller.signal })).rejects.toBeInstanceOf(AbortError);
+    const late = new AbortController();
+    const pending = issueDeviceCertificate({ issuer: root, deviceId: 'd1', signal: late.signal });
+    late.abort();
+    await expect(pending).rejects.toBeInstanceOf(AbortError);
   });
 });
