@@ -1,4 +1,4 @@
-import { AuthenticationError } from '@fieldhub/protocol';
+import { ArgumentError, AuthenticationError } from '@fieldhub/protocol';
 import { type CertificateInfo, loadCertificate, type ParsedCertificate } from './certificate';
 import { splitPemCertificates } from './pem';
 
@@ -56,11 +56,16 @@ function checkTime(certificate: ParsedCertificate, now: Date, role: string): voi
  * signature, issuer name, validity period at `now`, CA flag of every issuer. Returns the leaf's CN.
  *
  * Path-length constraints, name constraints and revocation are not checked (IoT Hub does not check revocation).
- * @throws ArgumentError when an input is not a PEM certificate.
+ * @throws ArgumentError when an input is not a PEM certificate or no trusted certificate is given.
  * @throws AuthenticationError when the chain does not reach a trusted certificate, a certificate is expired or
  * not yet valid, an issuer is not a CA, the leaf lacks the required key usage or has no CN.
  */
 export function verifyCertificateChain(options: VerifyChainOptions): VerifiedChain {
+  if (!Array.isArray(options.trustedCertificates) || options.trustedCertificates.length === 0) {
+    throw new ArgumentError('trustedCertificates must be a non-empty array of PEM certificates', {
+      field: 'trustedCertificates',
+    });
+  }
   const now = options.now ?? new Date();
   const bundle = typeof options.certificate === 'string' ? splitPemCertificates(options.certificate) : [];
   const leaf = loadCertificate(bundle[0] ?? options.certificate, 'certificate');
