@@ -60,11 +60,17 @@ function port(value: string | number | undefined, field: string): number | undef
 export function configFromEnvironment(env: Record<string, string | undefined> = process.env): HubConfigInput {
   const input: HubConfigInput = {};
   const ports: NonNullable<HubConfigInput['ports']> = {};
-  if (env[environmentVariables.dataDir]) input.dataDir = env[environmentVariables.dataDir];
-  if (env[environmentVariables.hostName]) input.hostName = env[environmentVariables.hostName];
-  if (env[environmentVariables.hubName]) input.hubName = env[environmentVariables.hubName];
-  if (env[environmentVariables.bind]) input.bind = env[environmentVariables.bind];
-  if (env[environmentVariables.logLevel]) input.logLevel = env[environmentVariables.logLevel];
+  const text = (name: string): string | undefined => (env[name] === '' ? undefined : env[name]);
+  const dataDir = text(environmentVariables.dataDir);
+  const hostName = text(environmentVariables.hostName);
+  const hubName = text(environmentVariables.hubName);
+  const bind = text(environmentVariables.bind);
+  const logLevel = text(environmentVariables.logLevel);
+  if (dataDir !== undefined) input.dataDir = dataDir;
+  if (hostName !== undefined) input.hostName = hostName;
+  if (hubName !== undefined) input.hubName = hubName;
+  if (bind !== undefined) input.bind = bind;
+  if (logLevel !== undefined) input.logLevel = logLevel;
   const mqtt = port(env[environmentVariables.mqttPort], environmentVariables.mqttPort);
   const amqp = port(env[environmentVariables.amqpPort], environmentVariables.amqpPort);
   const https = port(env[environmentVariables.httpsPort], environmentVariables.httpsPort);

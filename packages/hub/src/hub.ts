@@ -7,7 +7,7 @@ import { createLocalBus } from './bus/local/local-bus';
 import { type HubConfig, type HubConfigInput, resolveConfig } from './config';
 import type { CoreContext } from './core/context';
 import { createHubCore, type HubCore } from './core/hub-core';
-import { registerHttpRoutes } from './heads/http/routes';
+import { registerHttpRoutes } from './heads/http/routes/index';
 import { createHttpServer } from './heads/http/server';
 import { createMetrics, type HubMetrics } from './metrics';
 import { openSqliteStore } from './store/sqlite/sqlite-store';

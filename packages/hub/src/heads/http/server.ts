@@ -1,6 +1,6 @@
 import { createServer, type Server } from 'node:https';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { HubMetrics } from '../../metrics';
 import { errorEnvelope } from './error-envelope';
@@ -25,11 +25,10 @@ export function createHttpServer(options: HttpServerOptions): { app: FastifyInst
   let server: Server | undefined;
   const app = Fastify({
     loggerInstance: options.logger,
-    disableRequestLogging: true,
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimit ?? 1024 * 1024,
-    ignoreTrailingSlash: true,
     // Ids in paths are encodeURIComponent-ed by the SDKs and may be long (128 chars, module ids too).
-    maxParamLength: 1024,
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     serverFactory: (handler) => {
       server = createServer({ cert: options.tls.cert, key: options.tls.key }, handler);
       return server;

@@ -1,0 +1,75 @@
+import type { HubMetrics } from '../metrics';
+import { CloudToDevice } from './cloud-to-device';
+import type { CoreContext } from './context';
+import { DirectMethods } from './direct-methods';
+import { HubEvents } from './events';
+import { Policies } from './policies';
+import { type LifecycleSink, Registry } from './registry';
+import { BuiltInEndpoint } from './telemetry';
+import { Twins } from './twins';
+
+/**
+ * The hub's core services over one context. Every protocol head calls these: a feature is implemented once,
+ * not once per protocol (ARCHITECTURE.md).
+ */
+export interface HubCore {
+  readonly context: CoreContext;
+  readonly metrics: HubMetrics;
+  readonly policies: Policies;
+  readonly registry: Registry;
+  readonly twins: Twins;
+  readonly telemetry: BuiltInEndpoint;
+  readonly events: HubEvents;
+  readonly cloudToDevice: CloudToDevice;
+  readonly directMethods: DirectMethods;
+  /** Stops timers (retention, sweeps) and live readers. The store and bus are closed by their owner. */
+  stop(): Promise<void>;
+}
+
+/** Composes the core services and makes sure the default policies exist. */
+export async function createHubCore(context: CoreContext, metrics: HubMetrics): Promise<HubCore> {
+  const telemetry = new BuiltInEndpoint(context);
+  const events = new HubEvents(context, telemetry);
+  const sink: LifecycleSink = {
+    deviceLifecycle: async (op, twin, ids) => {
+      await events.deviceLifecycle(op, twin, ids);
+    },
+    twinChanged: async (op, ids, body) => {
+      await events.twinChanged(op, ids, body);
+    },
+  };
+  // The registry reports the queue depth the cloud-to-device service owns, and the cloud-to-device service
+  // checks devices in the registry: the closure breaks the construction cycle.
+  let cloudToDevice: CloudToDevice | undefined;
+  const cloudToDeviceMessageCount = async (deviceId: string) => (cloudToDevice ? cloudToDevice.count(deviceId) : 0);
+  const registry = new Registry(context, {
+    events: sink,
+    cloudToDeviceMessageCount,
+    onDeviceDeleted: [
+      async (ids) => {
+        if (ids.moduleId === undefined && cloudToDevice) await cloudToDevice.purge(ids.deviceId);
+      },
+    ],
+  });
+  const twins = new Twins(context, { events: sink, cloudToDeviceMessageCount });
+  cloudToDevice = new CloudToDevice(context, registry);
+  const directMethods = new DirectMethods(context, registry);
+  const policies = new Policies(context);
+  await policies.ensureDefaults();
+
+  return {
+    context,
+    metrics,
+    policies,
+    registry,
+    twins,
+    telemetry,
+    events,
+    cloudToDevice,
+    directMethods,
+    async stop() {
+      telemetry.stop();
+      cloudToDevice?.stop();
+    },
+  };
+}

@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import type { HubCore } from '../../../core/hub-core';
+import { registerCloudToDeviceRoutes } from './cloud-to-device';
+import { registerMethodRoutes } from './methods';
+import { registerPolicyRoutes } from './policies';
+import { registerQueryRoutes } from './query';
+import { registerRegistryRoutes } from './registry';
+import { registerTelemetryStreamRoutes } from './telemetry-stream';
+import { registerTwinRoutes } from './twins';
+
+/** Registers every REST route of the HTTPS head. */
+export function registerHttpRoutes(app: FastifyInstance, core: HubCore): void {
+  registerRegistryRoutes(app, core);
+  registerTwinRoutes(app, core);
+  registerQueryRoutes(app, core);
+  registerMethodRoutes(app, core);
+  registerCloudToDeviceRoutes(app, core);
+  registerTelemetryStreamRoutes(app, core);
+  registerPolicyRoutes(app, core);
+}
