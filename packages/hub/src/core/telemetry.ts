@@ -248,6 +248,11 @@ export class BuiltInEndpoint {
     this.trimTimer.unref?.();
   }
 
+  /** How many readers are open now (metrics; tests that a vanished client released its reader). */
+  get openReaders(): number {
+    return this.readers.size;
+  }
+
   /** Number of partitions. */
   get partitionCount(): number {
     return this.ctx.options.partitionCount;

@@ -23,7 +23,7 @@
  * (idempotent); `GET /fieldhub/consumergroups/:name` -> 200 / 404 ResourceNotFound;
  * `DELETE /fieldhub/consumergroups/:name` -> 204 / 404 ResourceNotFound.
  */
-import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HubCore } from '../../../core/hub-core';
@@ -114,7 +114,7 @@ async function stream(request: FastifyRequest, reply: FastifyReply, reader: Tele
       if (gone) break;
       if (!response.write(`data: ${JSON.stringify(toJson(event))}\n\n`)) {
         // Backpressure: pull the next event from the store only once the socket took this one.
-        await Promise.race([once(response, 'drain'), once(response, 'close')]);
+        await drained(response);
       }
     }
   } finally {
@@ -122,6 +122,19 @@ async function stream(request: FastifyRequest, reply: FastifyReply, reader: Tele
     response.off('close', onGone);
     if (!gone) response.end();
   }
+}
+
+/** Resolves when the socket drained or closed; leaves no listener behind (a long stream waits many times). */
+function drained(response: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      response.off('drain', done);
+      response.off('close', done);
+      resolve();
+    };
+    response.on('drain', done);
+    response.on('close', done);
+  });
 }
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
