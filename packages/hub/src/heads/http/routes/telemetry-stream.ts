@@ -117,6 +117,9 @@ async function stream(request: FastifyRequest, reply: FastifyReply, reader: Tele
         await drained(response);
       }
     }
+  } catch (error) {
+    // Headers are sent: the error envelope is no longer possible; end the stream (the client sees it close).
+    request.log.warn({ err: error }, 'event stream ended by an error');
   } finally {
     clearInterval(keepAlive);
     response.off('close', onGone);
