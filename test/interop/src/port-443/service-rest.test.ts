@@ -87,8 +87,10 @@ describe('azure-iothub against the hub (REST, port 443)', () => {
     });
     // Twin.update through the twin object (etag from the last read).
     const { responseBody: fresh } = await registry.getTwin('interop-twin');
-    const afterUpdate = await fresh.update({ tags: { line: 'a' } });
+    const etagBefore = fresh.etag;
+    const { result: afterUpdate } = await fresh.update({ tags: { line: 'a' } });
     expect(afterUpdate.tags).toMatchObject({ site: 'plant-1', line: 'a' });
+    expect(afterUpdate.etag).not.toBe(etagBefore);
   });
 
   it('queries twins page by page', async () => {
