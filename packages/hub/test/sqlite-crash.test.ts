@@ -1,23 +1,21 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openSqliteStore } from '../src/store/sqlite/sqlite-store';
 
-// The child runs the real store code in plain Node: bundle the TypeScript with esbuild, keeping better-sqlite3
-// external but pinned to its absolute path (the bundle lives in a temp folder, outside node_modules' reach).
+// The child runs the real store code in plain Node: bundle the TypeScript with esbuild, better-sqlite3 external.
+// The bundle goes to a temp folder inside the package so that it (and the store's checkpoint worker) resolve
+// better-sqlite3 from node_modules as an installed hub would.
 const here = fileURLToPath(new URL('.', import.meta.url));
-const betterSqlite3 = createRequire(import.meta.url).resolve('better-sqlite3');
 
 let dir: string;
 let storeModule: string;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'fieldhub-crash-'));
+  dir = await mkdtemp(join(here, 'fixtures', 'store-crash-tmp-'));
   storeModule = join(dir, 'sqlite-store.mjs');
   await build({
     entryPoints: [join(here, '../src/store/sqlite/sqlite-store.ts')],
@@ -27,14 +25,7 @@ beforeAll(async () => {
     format: 'esm',
     target: 'node20',
     logLevel: 'silent',
-    plugins: [
-      {
-        name: 'pin-better-sqlite3',
-        setup(builder) {
-          builder.onResolve({ filter: /^better-sqlite3$/ }, () => ({ path: betterSqlite3, external: true }));
-        },
-      },
-    ],
+    external: ['better-sqlite3'],
   });
 });
 

@@ -1,7 +1,9 @@
+import { statSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import pino from 'pino';
+import { describe, expect, it, vi } from 'vitest';
 import { openSqliteStore, prefixUpperBound } from '../src/store/sqlite/sqlite-store';
 import { describeStoreConformance } from './store-conformance';
 
@@ -61,5 +63,27 @@ describe('SQLite store', () => {
     expect(prefixUpperBound('x\u{10ffff}')).toBe('y');
     expect(prefixUpperBound('\u{10ffff}')).toBeUndefined();
     expect(prefixUpperBound('日')).toBe(String.fromCodePoint(('日'.codePointAt(0) as number) + 1));
+  });
+});
+
+describe('SQLite store background checkpoint', () => {
+  it('copies the WAL into the database file off the event loop', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
+    const lines: string[] = [];
+    const logger = pino({ level: 'debug' }, { write: (line: string) => lines.push(line) });
+    const path = join(dir, 'hub.db');
+    const store = await openSqliteStore({ path, logger });
+    try {
+      expect(lines.some((line) => line.includes('"backgroundCheckpoint":true'))).toBe(true);
+      const body = new Uint8Array(256);
+      const event = { body, properties: {}, systemProperties: {}, enqueuedTime: 1 };
+      await Promise.all(Array.from({ length: 2000 }, () => store.log.append('h', 0, [event])));
+      // The main connection never checkpoints (autocheckpoint off, and 600 KB is below SQLite's inline
+      // threshold anyway): the data reaches the database file only if the worker copied it.
+      await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(2000 * 256), { timeout: 5000, interval: 50 });
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -16,6 +16,7 @@ import {
   type Store,
   type StoredDocument,
 } from '../store';
+import { startWalCheckpointer, type WalCheckpointer } from './wal-checkpointer';
 
 /**
  * How hard a commit is pushed to disk. With WAL, `normal` writes each commit to the WAL file (the OS page cache)
@@ -36,7 +37,22 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number | undefined;
   /** At most this many events are committed in one group-commit transaction. Default 4096. */
   readonly maxBatchEvents?: number | undefined;
+  /**
+   * Who copies the WAL into the database file. `background` (default for files): a worker thread on its own
+   * connection, so the copy and its fsyncs stay off the event loop. `inline`: SQLite's autocheckpoint, at commit
+   * time on the caller's thread.
+   */
+  readonly checkpoint?: 'background' | 'inline' | undefined;
 }
+
+/** SQLite's default autocheckpoint threshold, in pages. */
+const inlineCheckpointPages = 1000;
+/**
+ * WAL size (in frames) at which the main connection forces a RESTART checkpoint. Under sustained load a writer
+ * commits during every background checkpoint, so the WAL is never fully copied at an idle moment and SQLite
+ * never rewinds it; this bounds it (~64 MB at 4 KB pages) at the cost of one short blocking checkpoint.
+ */
+const walRestartFrames = 16_384;
 
 /** Thrown by every operation of a store that was closed. */
 export class StoreClosedError extends Error {
@@ -158,7 +174,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
   const inMemory = path === ':memory:' || path === '';
   if (!inMemory) await mkdir(dirname(path), { recursive: true });
 
-  const db = new Database(path, { timeout: options.busyTimeoutMs ?? 5000 });
+  const busyTimeoutMs = options.busyTimeoutMs ?? 5000;
+  const db = new Database(path, { timeout: busyTimeoutMs });
   try {
     // In-memory databases cannot use WAL (SQLite answers 'memory'); nothing to make durable there anyway.
     if (!inMemory) db.pragma('journal_mode = WAL');
@@ -168,10 +185,46 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
     db.close();
     throw error;
   }
-  logger?.debug({ path, synchronous }, 'sqlite store opened');
 
   let closed = false;
   let closing: Promise<void> | undefined;
+
+  let checkpointer: WalCheckpointer | undefined;
+  let restartScheduled = false;
+  const restartWal = (): void => {
+    restartScheduled = false;
+    if (closed) return;
+    try {
+      db.pragma('wal_checkpoint(RESTART)');
+    } catch (error) {
+      logger?.warn({ err: error }, 'sqlite WAL restart checkpoint failed');
+    }
+  };
+  if (!inMemory && (options.checkpoint ?? 'background') === 'background') {
+    db.pragma('wal_autocheckpoint = 0');
+    // After a rewind, shrink a WAL that grew under a burst back to this size.
+    db.pragma(`journal_size_limit = ${walRestartFrames * 4096}`);
+    checkpointer = startWalCheckpointer({
+      path,
+      synchronous: synchronous === 'full' ? 'FULL' : 'NORMAL',
+      busyTimeoutMs,
+      intervalMs: 100,
+      onCheckpoint: (result) => {
+        if (result.log >= walRestartFrames && !restartScheduled && !closed) {
+          restartScheduled = true;
+          setImmediate(restartWal);
+        }
+      },
+      onError: (error) => {
+        logger?.warn({ err: error }, 'sqlite background checkpointer failed; checkpointing inline');
+        checkpointer = undefined;
+        if (!closed) db.pragma(`wal_autocheckpoint = ${inlineCheckpointPages}`);
+      },
+    });
+    if (checkpointer === undefined) db.pragma(`wal_autocheckpoint = ${inlineCheckpointPages}`);
+  }
+  logger?.debug({ path, synchronous, backgroundCheckpoint: checkpointer !== undefined }, 'sqlite store opened');
+
   const ensureOpen = (): void => {
     if (closed) throw new StoreClosedError();
   };
@@ -543,6 +596,8 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
         scheduled = undefined;
         while (queue.length > 0) flushGroup();
         closed = true;
+        await checkpointer?.close();
+        // The last connection to close checkpoints what is left and removes the WAL.
         db.close();
         logger?.debug({ path }, 'sqlite store closed');
       })();
