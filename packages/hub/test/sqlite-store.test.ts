@@ -86,4 +86,27 @@ describe('SQLite store background checkpoint', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  it('keeps the WAL bounded under sustained appends', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
+    const path = join(dir, 'hub.db');
+    const store = await openSqliteStore({ path, walRestartFrames: 64 });
+    try {
+      const body = new Uint8Array(1024);
+      const event = { body, properties: {}, systemProperties: {}, enqueuedTime: 1 };
+      const deadline = Date.now() + 1500;
+      // ~1 s of back-to-back appends: the writer commits during every background checkpoint.
+      while (Date.now() < deadline) {
+        await Promise.all(Array.from({ length: 50 }, () => store.log.append('h', 0, [event])));
+      }
+      const { lastSequenceNumber } = await store.log.info('h', 0);
+      const written = (lastSequenceNumber + 1) * 1024;
+      expect(written).toBeGreaterThan(2 * 1024 * 1024);
+      // Without the forced RESTART the WAL would hold everything written; with it, a few times the limit.
+      expect(statSync(`${path}-wal`).size).toBeLessThan(written / 2);
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

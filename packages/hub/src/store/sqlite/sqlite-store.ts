@@ -43,16 +43,18 @@ export interface SqliteStoreOptions {
    * time on the caller's thread.
    */
   readonly checkpoint?: 'background' | 'inline' | undefined;
+  /** With `background`: WAL frames at which the main connection forces a RESTART checkpoint. Default 16384. */
+  readonly walRestartFrames?: number | undefined;
 }
 
 /** SQLite's default autocheckpoint threshold, in pages. */
 const inlineCheckpointPages = 1000;
 /**
- * WAL size (in frames) at which the main connection forces a RESTART checkpoint. Under sustained load a writer
- * commits during every background checkpoint, so the WAL is never fully copied at an idle moment and SQLite
- * never rewinds it; this bounds it (~64 MB at 4 KB pages) at the cost of one short blocking checkpoint.
+ * Default WAL size (in frames) at which the main connection forces a RESTART checkpoint. Under sustained load a
+ * writer commits during every background checkpoint, so the WAL is never fully copied at an idle moment and
+ * SQLite never rewinds it; this bounds it (~64 MB at 4 KB pages) at the cost of one short blocking checkpoint.
  */
-const walRestartFrames = 16_384;
+const defaultWalRestartFrames = 16_384;
 
 /** Thrown by every operation of a store that was closed. */
 export class StoreClosedError extends Error {
@@ -200,6 +202,7 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
       logger?.warn({ err: error }, 'sqlite WAL restart checkpoint failed');
     }
   };
+  const walRestartFrames = Math.max(1, options.walRestartFrames ?? defaultWalRestartFrames);
   if (!inMemory && (options.checkpoint ?? 'background') === 'background') {
     db.pragma('wal_autocheckpoint = 0');
     // After a rewind, shrink a WAL that grew under a burst back to this size.
