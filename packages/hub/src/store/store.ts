@@ -1,6 +1,7 @@
 /**
  * The Store seam: everything the hub keeps durably. Core code talks only to this interface; `sqlite/` is the
- * embedded default and a PostgreSQL store comes with scale-out. Both must pass `conformance.ts`.
+ * embedded default and a PostgreSQL store comes with scale-out. Both must pass the conformance suite in
+ * `test/store-conformance.ts`.
  *
  * Every record is scoped by hub name (ARCHITECTURE.md: one install may later serve several hubs).
  * Two shapes cover the hub's needs:
@@ -100,7 +101,11 @@ export interface LogEvent extends LogEventInput {
   readonly sequenceNumber: number;
 }
 
-/** Where a log read starts. */
+/**
+ * Where a log read starts. A sequence number is exclusive unless `inclusive` (Event Hubs' default); an enqueued
+ * time starts at the first event enqueued strictly after it; `'latest'` returns nothing now (the caller goes on
+ * from `info().lastSequenceNumber`).
+ */
 export type LogPosition =
   | { readonly sequenceNumber: number; readonly inclusive?: boolean }
   | { readonly enqueuedTime: number }
@@ -128,7 +133,10 @@ export interface EventLog {
   /** Events from a position in sequence order, at most `limit`. */
   read(hub: string, partition: number, from: LogPosition, limit: number): Promise<LogEvent[]>;
   info(hub: string, partition: number): Promise<PartitionInfo>;
-  /** Deletes events enqueued before `olderThan` (ms since epoch); returns how many. */
+  /**
+   * Deletes events enqueued before `olderThan` (ms since epoch); returns how many. Only a prefix is removed (up
+   * to the first event to keep), so a partition never has holes between begin and last sequence number.
+   */
   trim(hub: string, partition: number, olderThan: number): Promise<number>;
 }
 
