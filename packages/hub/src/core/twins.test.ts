@@ -297,6 +297,21 @@ describe('Twins', () => {
     expect(published.map((p) => p.payload.version)).toEqual(Array.from({ length: 20 }, (_, i) => i + 2));
   });
 
+  it('stays consistent when two hub processes (two Twins over one store) patch at once: compare-and-set retries', async () => {
+    const { ctx, twins, registry } = await setup();
+    const other = new Twins(ctx);
+    await registry.createDevice('d1', {});
+    await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        (i % 2 === 0 ? twins : other).patch('d1', undefined, { properties: { desired: { [`k${i}`]: i } } }),
+      ),
+    );
+    const twin = await twins.get('d1');
+    expect(twin.version).toBe(11);
+    expect(twin.properties.desired.$version).toBe(11);
+    expect(Object.keys(twin.properties.desired).filter((k) => k.startsWith('k'))).toHaveLength(10);
+  });
+
   it('serves module twins on their own subject, and lists twins per query collection', async () => {
     const { twins, registry, published, listen } = await setup();
     await registry.createDevice('d1', {});
