@@ -41,13 +41,16 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
   // The registry reports the queue depth the cloud-to-device service owns, and the cloud-to-device service
   // checks devices in the registry: the closure breaks the construction cycle.
   let cloudToDevice: CloudToDevice | undefined;
-  const cloudToDeviceMessageCount = async (deviceId: string) => (cloudToDevice ? cloudToDevice.count(deviceId) : 0);
+  // Cloud-to-device queues are per device (Azure has none for modules), so a module reports 0.
+  const cloudToDeviceMessageCount = async (deviceId: string, moduleId: string | undefined) =>
+    cloudToDevice && moduleId === undefined ? cloudToDevice.count(deviceId) : 0;
   const registry = new Registry(context, {
     events: sink,
     cloudToDeviceMessageCount,
     onDeviceDeleted: [
       async (ids) => {
-        if (ids.moduleId === undefined && cloudToDevice) await cloudToDevice.purge(ids.deviceId);
+        // The device is gone already: drop its queue and pending feedback (purge() would answer 404001).
+        if (ids.moduleId === undefined && cloudToDevice) await cloudToDevice.forgetDevice(ids.deviceId);
       },
     ],
   });
@@ -56,6 +59,8 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
   const directMethods = new DirectMethods(context, registry);
   const policies = new Policies(context);
   await policies.ensureDefaults();
+  // No device session survives a restart: whatever the registry still shows as Connected is stale.
+  await registry.resetConnectionStates();
 
   return {
     context,
