@@ -9,6 +9,8 @@ export interface HubMetrics {
   setConnectedDevices(protocol: string, count: number): void;
   /** Sets a device's cloud-to-device queue depth (summed into one gauge). */
   setQueueDepth(queue: string, depth: number): void;
+  /** Adds work to run before each scrape (gauges read from the store, e.g. queue depths). */
+  addCollector(collector: () => Promise<void>): void;
   render(): Promise<string>;
 }
 
@@ -47,6 +49,7 @@ export function createMetrics(): HubMetrics {
     labelNames: ['queue'] as const,
     registers: [registry],
   });
+  const collectors: (() => Promise<void>)[] = [];
   return {
     contentType: registry.contentType,
     recordOperation(operation, code, seconds) {
@@ -60,6 +63,12 @@ export function createMetrics(): HubMetrics {
     setQueueDepth(queue, depth) {
       queues.set({ queue }, depth);
     },
-    render: () => registry.metrics(),
+    addCollector(collector) {
+      collectors.push(collector);
+    },
+    async render() {
+      await Promise.all(collectors.map((collector) => collector()));
+      return registry.metrics();
+    },
   };
 }

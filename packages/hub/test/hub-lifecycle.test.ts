@@ -60,5 +60,6 @@ describe('hub lifecycle', () => {
     expect(metrics.status).toBe(200);
     expect(metrics.text).toContain('fieldhub_operations_total');
     expect(metrics.text).toMatch(/fieldhub_errors_total\{code="DeviceNotFound"\} 1/);
+    expect(metrics.text).toMatch(/fieldhub_queue_depth\{queue="cloudToDevice"\} 0/);
   });
 });

@@ -312,6 +312,15 @@ export class CloudToDevice {
     return this.ctx.store.documents.count(this.ctx.hubName, messagesCollection, queuePrefix(deviceId));
   }
 
+  /** Messages waiting in every device's queue, and feedback records not yet received (for metrics). */
+  async depths(): Promise<{ messages: number; feedback: number }> {
+    const [messages, feedback] = await Promise.all([
+      this.ctx.store.documents.count(this.ctx.hubName, messagesCollection),
+      this.ctx.store.documents.count(this.ctx.hubName, feedbackCollection),
+    ]);
+    return { messages, feedback };
+  }
+
   /**
    * Locks the oldest deliverable message and returns it with a fresh lock token and `deliveryCount` + 1, or
    * `undefined` when none is deliverable. Expired messages and messages over the delivery count met on the way

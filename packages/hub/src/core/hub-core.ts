@@ -59,6 +59,12 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
   const directMethods = new DirectMethods(context, registry);
   const policies = new Policies(context);
   await policies.ensureDefaults();
+  const queues = cloudToDevice;
+  metrics.addCollector(async () => {
+    const depths = await queues.depths();
+    metrics.setQueueDepth('cloudToDevice', depths.messages);
+    metrics.setQueueDepth('feedback', depths.feedback);
+  });
   // No device session survives a restart: whatever the registry still shows as Connected is stale.
   await registry.resetConnectionStates();
 

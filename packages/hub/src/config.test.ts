@@ -1,0 +1,64 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { ArgumentError } from '@fieldhub/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { resolveConfig } from './config';
+
+describe('resolveConfig', () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+  });
+  const tempDir = () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fieldhub-config-'));
+    dirs.push(dir);
+    return dir;
+  };
+
+  it("uses Azure's ports, localhost and ./.fieldhub with no configuration", () => {
+    const config = resolveConfig({}, { env: {} });
+    expect(config.ports).toEqual({ mqtt: 8883, amqp: 5671, https: 443 });
+    expect(config.hostName).toBe('localhost');
+    expect(config.hubName).toBe('localhost');
+    expect(config.dataDir).toBe(resolve('./.fieldhub'));
+    expect(config.core.partitionCount).toBe(4);
+    expect(config.core.cloudToDevice.maxQueueDepth).toBe(50);
+  });
+
+  it('names the hub after the first label of the host name', () => {
+    expect(resolveConfig({ hostName: 'plant.example.com' }, { env: {} }).hubName).toBe('plant');
+  });
+
+  it('lets flags win over environment variables, and those over the config file', () => {
+    const dir = tempDir();
+    const file = join(dir, 'fieldhub.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ hostName: 'from-file', ports: { https: 9443, mqtt: 9883 }, logLevel: 'debug' }),
+    );
+    const config = resolveConfig(
+      { ports: { https: 10443 } },
+      { env: { FIELDHUB_HOST_NAME: 'from-env', FIELDHUB_MQTT_PORT: '0' }, configFile: file },
+    );
+    expect(config.hostName).toBe('from-env');
+    expect(config.ports).toEqual({ mqtt: 0, amqp: 5671, https: 10443 });
+    expect(config.logLevel).toBe('debug');
+  });
+
+  it('reads <dataDir>/config.json when no file is named', () => {
+    const dir = tempDir();
+    writeFileSync(join(dir, 'config.json'), JSON.stringify({ bind: '127.0.0.1' }));
+    expect(resolveConfig({ dataDir: dir }, { env: {} }).bind).toBe('127.0.0.1');
+  });
+
+  it('rejects a port out of range and a config file that is not a JSON object, naming the field', () => {
+    expect(() => resolveConfig({}, { env: { FIELDHUB_HTTPS_PORT: '70000' } })).toThrow(ArgumentError);
+    const dir = tempDir();
+    const file = join(dir, 'bad.json');
+    writeFileSync(file, '[1, 2]');
+    expect(() => resolveConfig({}, { env: {}, configFile: file })).toThrow(/must hold a JSON object/);
+    writeFileSync(file, '{ not json');
+    expect(() => resolveConfig({}, { env: {}, configFile: file })).toThrow(ArgumentError);
+  });
+});
