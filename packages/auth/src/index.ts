@@ -2,8 +2,9 @@
  * @fieldhub/auth: SAS tokens (sign, parse, verify, renewal schedule, DPS group-key derivation) and X.509
  * certificates (CAs, device and server certificates, CSRs, thumbprints, chain checks, proof of possession).
  *
- * Depends only on @fieldhub/protocol. The SAS half is portable (Web Crypto, or the pure-JS HMAC of
- * @fieldhub/protocol); the X.509 half needs Node (node:crypto signs, generates keys and verifies).
+ * Depends on @fieldhub/protocol and node-forge. The SAS half is portable (Web Crypto, or the pure-JS HMAC of
+ * @fieldhub/protocol); the X.509 half needs Node: node-forge builds and signs certificates and CSRs (RSA only),
+ * node:crypto generates keys and, through `X509Certificate`, parses, fingerprints and verifies (RSA and EC).
  *
  * @example
  * ```ts

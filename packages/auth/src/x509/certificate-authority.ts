@@ -1,10 +1,20 @@
-import type { Buffer } from 'node:buffer';
-import type { KeyObject } from 'node:crypto';
 import { ArgumentError } from '@fieldhub/protocol';
-import { buildCertificate, keyIdentifier, loadCertificate, type ParsedCertificate } from './certificate';
-import * as der from './der';
-import { type KeyOptions, loadPrivateKey, publicKeyDerOf, subjectKey } from './keys';
-import { ExtendedKeyUsage, ExtensionOid, encodeName, encodeSubjectAltName, extension, keyUsage } from './names';
+import { loadCertificate, type ParsedCertificate } from './certificate';
+import {
+  type ForgeAltName,
+  type ForgeAttribute,
+  type ForgeExtension,
+  type ForgeIssuer,
+  type ForgePrivateKey,
+  type ForgePublicKey,
+  forgeIssuer,
+  publicKeyOf,
+  signCertificate,
+  toForgePrivateKey,
+  toForgePublicKey,
+} from './forge';
+import { generateKeyPair, type KeyOptions, loadPrivateKey, subjectKey } from './keys';
+import { altNames, nameAttributes } from './names';
 
 /** A certificate with its private key, both PEM. */
 export interface CertificateWithKey {
@@ -64,11 +74,11 @@ export function validity(options: ValidityOptions, defaultDays: number): { notBe
   return { notBefore, notAfter };
 }
 
-function subjectName(commonName: unknown, options: SubjectOptions, field: string): Buffer {
+function subjectName(commonName: unknown, options: SubjectOptions, field: string): ForgeAttribute[] {
   if (typeof commonName !== 'string' || commonName.length === 0) {
     throw new ArgumentError(`${field} must be a non-empty string`, { field });
   }
-  return encodeName({ commonName, ...pickSubject(options) }, 'subject');
+  return nameAttributes({ commonName, ...pickSubject(options) }, 'subject');
 }
 
 function pickSubject(options: SubjectOptions): SubjectOptions {
@@ -79,60 +89,58 @@ function pickSubject(options: SubjectOptions): SubjectOptions {
   return out;
 }
 
-/** @internal A loaded issuer: certificate, key, and the pieces a child certificate copies. */
-export interface LoadedIssuer {
+/** @internal A loaded issuer: the certificate (Node's parse), its key (forge) and what a child copies from it. */
+export interface LoadedIssuer extends ForgeIssuer {
   certificate: ParsedCertificate;
-  key: KeyObject;
+  key: ForgePrivateKey;
 }
 
 /**
  * @internal Loads and cross-checks an issuer.
- * @throws ArgumentError when either PEM is unreadable, the certificate is not a CA, or the key does not match it.
+ * @throws ArgumentError when either PEM is unreadable or the key does not match the certificate.
+ * @throws UnsupportedFeatureError when the issuer's key is not RSA (node-forge signs with RSA only).
  */
 export function loadIssuer(issuer: CertificateWithKey | undefined, field = 'issuer'): LoadedIssuer {
   if (typeof issuer !== 'object' || issuer === null) {
     throw new ArgumentError(`${field} must be { certificate, privateKey }`, { field });
   }
   const certificate = loadCertificate(issuer.certificate, `${field}.certificate`);
-  const key = loadPrivateKey(issuer.privateKey, `${field}.privateKey`);
-  if (!publicKeyDerOf(key).equals(certificate.spkiRaw)) {
+  const nodeKey = loadPrivateKey(issuer.privateKey, `${field}.privateKey`);
+  let matches: boolean;
+  try {
+    matches = certificate.node.checkPrivateKey(nodeKey);
+  } catch {
+    matches = false;
+  }
+  if (!matches) {
     throw new ArgumentError(`${field}.privateKey does not belong to ${field}.certificate`, {
       field: `${field}.privateKey`,
     });
   }
-  return { certificate, key };
+  const key = toForgePrivateKey(nodeKey, `${field}.privateKey`);
+  return { certificate, key, ...forgeIssuer(certificate.pem, `${field}.certificate`) };
 }
 
-function authorityKeyIdentifier(issuer: LoadedIssuer): Buffer {
-  const id = issuer.certificate.subjectKeyIdentifier ?? keyIdentifier(issuer.certificate.spkiRaw);
-  return extension(ExtensionOid.authorityKeyIdentifier, der.sequence(der.implicitPrimitive(0, id)));
-}
-
-function caExtensions(spki: Buffer, pathLength: number | undefined): Buffer[] {
-  const constraints = der.sequence(
-    der.boolean(true),
-    ...(pathLength === undefined ? [] : [der.smallInteger(pathLength)]),
-  );
+function caExtensions(pathLength: number | undefined): ForgeExtension[] {
   return [
-    extension(ExtensionOid.basicConstraints, constraints, true),
-    keyUsage([0, 5, 6]),
-    extension(ExtensionOid.subjectKeyIdentifier, der.octetString(keyIdentifier(spki))),
+    {
+      name: 'basicConstraints',
+      critical: true,
+      cA: true,
+      ...(pathLength === undefined ? {} : { pathLenConstraint: pathLength }),
+    },
+    { name: 'keyUsage', critical: true, digitalSignature: true, keyCertSign: true, cRLSign: true },
+    { name: 'subjectKeyIdentifier' },
   ];
 }
 
-function leafExtensions(spki: Buffer, usages: readonly string[], isRsa: boolean): Buffer[] {
+function leafExtensions(usage: 'serverAuth' | 'clientAuth'): ForgeExtension[] {
   return [
-    extension(ExtensionOid.basicConstraints, der.sequence(), true),
-    keyUsage(isRsa ? [0, 2] : [0]),
-    extension(ExtensionOid.extendedKeyUsage, der.sequence(...usages.map((usage) => der.oid(usage)))),
-    extension(ExtensionOid.subjectKeyIdentifier, der.octetString(keyIdentifier(spki))),
+    { name: 'basicConstraints', critical: true },
+    { name: 'keyUsage', critical: true, digitalSignature: true, keyEncipherment: true },
+    { name: 'extKeyUsage', [usage]: true },
+    { name: 'subjectKeyIdentifier' },
   ];
-}
-
-function isRsaSpki(spki: Buffer): boolean {
-  const algorithm = der.children(der.readNode(spki))[0];
-  const oid = algorithm ? der.children(algorithm)[0] : undefined;
-  return oid ? der.decodeOid(oid.value) === '1.2.840.113549.1.1.1' : false;
 }
 
 function checkPathLength(pathLength: number | undefined): void {
@@ -149,31 +157,45 @@ export interface CreateRootCaOptions extends SubjectOptions, ValidityOptions, Om
 }
 
 /**
- * Creates a self-signed root CA (basicConstraints cA, keyCertSign + cRLSign). RSA 2048 unless `keyType: 'ec'`.
+ * Creates a self-signed root CA (basicConstraints cA, keyCertSign + cRLSign) with a new RSA key (2048 bits unless
+ * `rsaBits`), built and signed (SHA-256) with node-forge. RSA only: EC CAs cannot be created.
  * @throws ArgumentError on a bad common name, subject field, validity or key option.
+ * @throws UnsupportedFeatureError when `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function createRootCa(options: CreateRootCaOptions): Promise<CertificateWithKey> {
   checkPathLength(options.pathLength);
   const name = subjectName(options.commonName, options, 'commonName');
   const dates = validity(options, 3650);
-  const { spki, privateKey } = await subjectKey(options, 'rootCa');
-  if (!privateKey) throw new ArgumentError('a root CA needs a generated key', { field: 'publicKey' });
-  const key = loadPrivateKey(privateKey, 'privateKey');
-  const certificate = buildCertificate({
-    subjectName: name,
-    issuerName: name,
-    spki,
+  const { privateKey, key } = await generatedKey(options, 'a root CA');
+  const certificate = signCertificate({
+    subject: name,
+    publicKey: publicKeyOf(key),
     ...dates,
-    extensions: caExtensions(spki, options.pathLength),
+    extensions: caExtensions(options.pathLength),
     signingKey: key,
   });
   return { certificate, privateKey };
 }
 
+async function generatedKey(
+  options: Omit<KeyOptions, 'publicKey'>,
+  what: string,
+): Promise<{ privateKey: string; key: ForgePrivateKey }> {
+  if ((options as KeyOptions).publicKey !== undefined) {
+    throw new ArgumentError(`${what} needs a generated key`, { field: 'publicKey' });
+  }
+  const { privateKey } = await generateKeyPair({
+    ...(options.keyType ? { keyType: options.keyType } : {}),
+    ...(options.rsaBits ? { rsaBits: options.rsaBits } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  return { privateKey, key: toForgePrivateKey(loadPrivateKey(privateKey, 'privateKey'), 'privateKey') };
+}
+
 /** Options of {@link createIntermediateCa}. */
 export interface CreateIntermediateCaOptions extends SubjectOptions, ValidityOptions, Omit<KeyOptions, 'publicKey'> {
-  /** The CA that signs this one. */
+  /** The CA that signs this one (RSA). */
   issuer: CertificateWithKey;
   commonName: string;
   /** basicConstraints pathLenConstraint. Default 0 (may issue only leaves). */
@@ -181,8 +203,9 @@ export interface CreateIntermediateCaOptions extends SubjectOptions, ValidityOpt
 }
 
 /**
- * Creates an intermediate CA signed by `issuer`.
+ * Creates an intermediate CA (new RSA key) signed by `issuer` with node-forge.
  * @throws ArgumentError on a bad issuer (unreadable, not a CA, key mismatch) or bad options.
+ * @throws UnsupportedFeatureError when the issuer's key is not RSA, or `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function createIntermediateCa(options: CreateIntermediateCaOptions): Promise<CertificateWithKey> {
@@ -192,14 +215,13 @@ export async function createIntermediateCa(options: CreateIntermediateCaOptions)
   checkPathLength(pathLength);
   const name = subjectName(options.commonName, options, 'commonName');
   const dates = validity(options, 3650);
-  const { spki, privateKey } = await subjectKey(options, 'intermediateCa');
-  if (!privateKey) throw new ArgumentError('an intermediate CA needs a generated key', { field: 'publicKey' });
-  const certificate = buildCertificate({
-    subjectName: name,
-    issuerName: issuer.certificate.subjectRaw,
-    spki,
+  const { privateKey, key } = await generatedKey(options, 'an intermediate CA');
+  const certificate = signCertificate({
+    subject: name,
+    issuer: issuer.name,
+    publicKey: publicKeyOf(key),
     ...dates,
-    extensions: [...caExtensions(spki, pathLength), authorityKeyIdentifier(issuer)],
+    extensions: [...caExtensions(pathLength), { name: 'authorityKeyIdentifier', keyIdentifier: issuer.keyIdentifier }],
     signingKey: issuer.key,
   });
   return { certificate, privateKey };
@@ -214,22 +236,24 @@ function requireCa(issuer: LoadedIssuer): void {
 /** @internal Issues a leaf for a given subject name and key, signed by a loaded issuer. */
 export function issueLeaf(options: {
   issuer: LoadedIssuer;
-  subjectName: Buffer;
-  spki: Buffer;
+  subject: readonly ForgeAttribute[];
+  publicKey: ForgePublicKey;
   validity: { notBefore: Date; notAfter: Date };
-  usages: readonly string[];
-  subjectAltName?: Buffer;
+  usage: 'serverAuth' | 'clientAuth';
+  altNames?: readonly ForgeAltName[];
 }): string {
   requireCa(options.issuer);
-  const extensions = [
-    ...leafExtensions(options.spki, options.usages, isRsaSpki(options.spki)),
-    authorityKeyIdentifier(options.issuer),
+  const extensions: ForgeExtension[] = [
+    ...leafExtensions(options.usage),
+    { name: 'authorityKeyIdentifier', keyIdentifier: options.issuer.keyIdentifier },
   ];
-  if (options.subjectAltName) extensions.push(extension(ExtensionOid.subjectAltName, options.subjectAltName));
-  return buildCertificate({
-    subjectName: options.subjectName,
-    issuerName: options.issuer.certificate.subjectRaw,
-    spki: options.spki,
+  if (options.altNames && options.altNames.length > 0) {
+    extensions.push({ name: 'subjectAltName', altNames: [...options.altNames] });
+  }
+  return signCertificate({
+    subject: options.subject,
+    issuer: options.issuer.name,
+    publicKey: options.publicKey,
     ...options.validity,
     extensions,
     signingKey: options.issuer.key,
@@ -238,35 +262,37 @@ export function issueLeaf(options: {
 
 /** Options of {@link issueDeviceCertificate}. */
 export interface IssueDeviceCertificateOptions extends SubjectOptions, ValidityOptions, KeyOptions {
-  /** The signing CA (root or intermediate). */
+  /** The signing CA (root or intermediate, RSA). */
   issuer: CertificateWithKey;
   /** The device id, written as the subject CN (IoT Hub matches it to the device id). */
   deviceId: string;
 }
 
 /**
- * Issues a device (client) certificate: CN = device id, extendedKeyUsage clientAuth, signed by `issuer`.
- * Generates the key pair unless `publicKey` is given.
+ * Issues a device (client) certificate with node-forge: CN = device id, extendedKeyUsage clientAuth, signed by
+ * `issuer`. Generates an RSA key pair unless `publicKey` (RSA) is given.
  * @throws ArgumentError on a bad issuer, device id or option.
+ * @throws UnsupportedFeatureError when the issuer's key or `publicKey` is not RSA, or `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function issueDeviceCertificate(options: IssueDeviceCertificateOptions): Promise<IssuedCertificate> {
   const issuer = loadIssuer(options.issuer);
   const name = subjectName(options.deviceId, options, 'deviceId');
   const dates = validity(options, 365);
-  const { spki, privateKey } = await subjectKey(options, 'device');
+  const { publicKey, privateKey } = await subjectKey(options, 'device');
   const certificate = issueLeaf({
     issuer,
-    subjectName: name,
-    spki,
+    subject: name,
+    publicKey: toForgePublicKey(publicKey, 'device.publicKey'),
     validity: dates,
-    usages: [ExtendedKeyUsage.clientAuth],
+    usage: 'clientAuth',
   });
   return privateKey ? { certificate, privateKey } : { certificate };
 }
 
 /** Options of {@link issueServerCertificate}. */
 export interface IssueServerCertificateOptions extends SubjectOptions, ValidityOptions, KeyOptions {
+  /** The signing CA (RSA). */
   issuer: CertificateWithKey;
   /** Subject CN. Default: the first DNS name, else the first IP address. */
   commonName?: string;
@@ -277,8 +303,10 @@ export interface IssueServerCertificateOptions extends SubjectOptions, ValidityO
 }
 
 /**
- * Issues a TLS server certificate: SANs from `dnsNames` and `ipAddresses`, extendedKeyUsage serverAuth.
+ * Issues a TLS server certificate with node-forge: SANs from `dnsNames` and `ipAddresses`, extendedKeyUsage
+ * serverAuth. Generates an RSA key pair unless `publicKey` (RSA) is given.
  * @throws ArgumentError when there is no name at all, a name is malformed, or the issuer is bad.
+ * @throws UnsupportedFeatureError when the issuer's key or `publicKey` is not RSA, or `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function issueServerCertificate(options: IssueServerCertificateOptions): Promise<IssuedCertificate> {
@@ -288,17 +316,17 @@ export async function issueServerCertificate(options: IssueServerCertificateOpti
   if (dnsNames.length === 0 && ipAddresses.length === 0) {
     throw new ArgumentError('a server certificate needs dnsNames or ipAddresses', { field: 'dnsNames' });
   }
-  const san = encodeSubjectAltName(dnsNames, ipAddresses, 'server');
+  const san = altNames(dnsNames, ipAddresses, 'server');
   const name = subjectName(options.commonName ?? dnsNames[0] ?? ipAddresses[0], options, 'commonName');
   const dates = validity(options, 365);
-  const { spki, privateKey } = await subjectKey(options, 'server');
+  const { publicKey, privateKey } = await subjectKey(options, 'server');
   const certificate = issueLeaf({
     issuer,
-    subjectName: name,
-    spki,
+    subject: name,
+    publicKey: toForgePublicKey(publicKey, 'server.publicKey'),
     validity: dates,
-    usages: [ExtendedKeyUsage.serverAuth],
-    subjectAltName: san,
+    usage: 'serverAuth',
+    altNames: san,
   });
   return privateKey ? { certificate, privateKey } : { certificate };
 }
@@ -313,9 +341,10 @@ export interface CreateSelfSignedCertificateOptions
 }
 
 /**
- * Creates a self-signed leaf certificate with clientAuth, for devices that authenticate by thumbprint
- * (IoT Hub `authentication.type: 'selfSigned'`).
+ * Creates a self-signed leaf certificate (new RSA key) with clientAuth, for devices that authenticate by
+ * thumbprint (IoT Hub `authentication.type: 'selfSigned'`). Built and signed with node-forge.
  * @throws ArgumentError on bad options.
+ * @throws UnsupportedFeatureError when `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function createSelfSignedCertificate(
@@ -323,15 +352,13 @@ export async function createSelfSignedCertificate(
 ): Promise<CertificateWithKey> {
   const name = subjectName(options.commonName, options, 'commonName');
   const dates = validity(options, 365);
-  const { spki, privateKey } = await subjectKey(options, 'selfSigned');
-  if (!privateKey) throw new ArgumentError('a self-signed certificate needs a generated key', { field: 'publicKey' });
-  const certificate = buildCertificate({
-    subjectName: name,
-    issuerName: name,
-    spki,
+  const { privateKey, key } = await generatedKey(options, 'a self-signed certificate');
+  const certificate = signCertificate({
+    subject: name,
+    publicKey: publicKeyOf(key),
     ...dates,
-    extensions: leafExtensions(spki, [ExtendedKeyUsage.clientAuth], isRsaSpki(spki)),
-    signingKey: loadPrivateKey(privateKey, 'privateKey'),
+    extensions: leafExtensions('clientAuth'),
+    signingKey: key,
   });
   return { certificate, privateKey };
 }

@@ -1,12 +1,10 @@
-import { Buffer } from 'node:buffer';
-import { createHash, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
+import type { Buffer } from 'node:buffer';
+import { X509Certificate } from 'node:crypto';
 import { ArgumentError } from '@fieldhub/protocol';
-import * as der from './der';
-import { signerFor } from './keys';
-import { type DistinguishedName, decodeName, decodeSubjectAltName, ExtendedKeyUsage, ExtensionOid } from './names';
-import { derToPem, pemToDer } from './pem';
+import { type DistinguishedName, ExtendedKeyUsage, nameFromLegacy, parseSubjectAltName } from './names';
+import { pemToDer } from './pem';
 
-/** What Fieldhub reads from a certificate. */
+/** What Fieldhub reads from a certificate (RSA or EC). */
 export interface CertificateInfo {
   /** The certificate as PEM (normalised). */
   pem: string;
@@ -36,20 +34,25 @@ export interface CertificateInfo {
   thumbprintSha256: string;
 }
 
-/** @internal The parse plus raw pieces needed to issue and verify. */
+/** @internal The parse plus Node's certificate object, for signature and issuer checks. */
 export interface ParsedCertificate extends CertificateInfo {
-  subjectRaw: Buffer;
-  spkiRaw: Buffer;
-  subjectKeyIdentifier: Buffer | undefined;
   node: X509Certificate;
 }
 
-/** A certificate hash in IoT Hub's format: uppercase hex, no separators. */
-export function thumbprintOf(derBytes: Uint8Array, algorithm: 'sha1' | 'sha256'): string {
-  return createHash(algorithm).update(derBytes).digest('hex').toUpperCase();
+function date(text: string, what: string): Date {
+  const value = new Date(text);
+  if (Number.isNaN(value.getTime())) throw new Error(`unreadable ${what} ${text}`);
+  return value;
 }
 
-/** @internal Parses DER into the fields above. @throws ArgumentError naming `field`. */
+function usageName(oid: string): string {
+  return Object.entries(ExtendedKeyUsage).find(([, known]) => known === oid)?.[0] ?? oid;
+}
+
+/**
+ * @internal Parses DER with Node's `X509Certificate` (OpenSSL) into the fields above.
+ * @throws ArgumentError naming `field`.
+ */
 export function parseCertificateDer(bytes: Buffer, field: string): ParsedCertificate {
   let node: X509Certificate;
   try {
@@ -58,60 +61,23 @@ export function parseCertificateDer(bytes: Buffer, field: string): ParsedCertifi
     throw new ArgumentError(`${field} is not a valid X.509 certificate`, { field, cause: error });
   }
   try {
-    const [tbs] = der.children(der.readNode(bytes));
-    if (!tbs) throw new Error('no TBSCertificate');
-    const parts = der.children(tbs);
-    if (parts[0]?.tag === 0xa0) parts.shift();
-    const [serial, , issuer, validity, subject, spki, ...rest] = parts;
-    if (!serial || !issuer || !validity || !subject || !spki) throw new Error('short TBSCertificate');
-    const [notBefore, notAfter] = der.children(validity);
-    if (!notBefore || !notAfter) throw new Error('bad validity');
-    let isCa = false;
-    let dnsNames: string[] = [];
-    let ipAddresses: string[] = [];
-    const extendedKeyUsages: string[] = [];
-    let subjectKeyIdentifier: Buffer | undefined;
-    const extensions = rest.find((n) => n.tag === 0xa3);
-    for (const ext of extensions ? der.children(der.children(extensions)[0] ?? extensions) : []) {
-      const items = der.children(ext);
-      const oid = der.decodeOid(items[0]?.value ?? Buffer.alloc(0));
-      const value = items[items.length - 1]?.value ?? Buffer.alloc(0);
-      if (oid === ExtensionOid.basicConstraints) {
-        const first = der.children(der.readNode(value))[0];
-        isCa = first?.tag === der.Tag.boolean && first.value[0] !== 0;
-      } else if (oid === ExtensionOid.subjectAltName) {
-        ({ dnsNames, ipAddresses } = decodeSubjectAltName(value));
-      } else if (oid === ExtensionOid.extendedKeyUsage) {
-        for (const usage of der.children(der.readNode(value))) {
-          const dotted = der.decodeOid(usage.value);
-          const name = Object.entries(ExtendedKeyUsage).find(([, known]) => known === dotted)?.[0];
-          extendedKeyUsages.push(name ?? dotted);
-        }
-      } else if (oid === ExtensionOid.subjectKeyIdentifier) {
-        subjectKeyIdentifier = der.readNode(value).value;
-      }
-    }
+    const legacy = node.toLegacyObject();
+    const { dnsNames, ipAddresses } = parseSubjectAltName(node.subjectAltName);
     return {
-      pem: derToPem(bytes, 'CERTIFICATE'),
-      der: new Uint8Array(bytes),
-      subject: decodeName(subject),
-      issuer: decodeName(issuer),
-      serialNumber: serial.value
-        .toString('hex')
-        .toUpperCase()
-        .replace(/^(00)+(?=.)/, ''),
-      notBefore: der.decodeTime(notBefore),
-      notAfter: der.decodeTime(notAfter),
-      isCa,
-      isSelfIssued: Buffer.compare(issuer.raw, subject.raw) === 0,
+      pem: node.toString(),
+      der: new Uint8Array(node.raw),
+      subject: nameFromLegacy(legacy.subject),
+      issuer: nameFromLegacy(legacy.issuer),
+      serialNumber: node.serialNumber.toUpperCase().replace(/^(00)+(?=.)/, ''),
+      notBefore: date(node.validFrom, 'notBefore'),
+      notAfter: date(node.validTo, 'notAfter'),
+      isCa: node.ca,
+      isSelfIssued: node.subject === node.issuer,
       dnsNames,
       ipAddresses,
-      extendedKeyUsages,
-      thumbprintSha1: thumbprintOf(bytes, 'sha1'),
-      thumbprintSha256: thumbprintOf(bytes, 'sha256'),
-      subjectRaw: Buffer.from(subject.raw),
-      spkiRaw: Buffer.from(spki.raw),
-      subjectKeyIdentifier,
+      extendedKeyUsages: (node.keyUsage ?? []).map(usageName),
+      thumbprintSha1: node.fingerprint.replace(/:/g, ''),
+      thumbprintSha256: node.fingerprint256.replace(/:/g, ''),
       node,
     };
   } catch (error) {
@@ -125,54 +91,11 @@ export function loadCertificate(pem: unknown, field: string): ParsedCertificate 
 }
 
 /**
- * Reads a PEM certificate: subject, issuer, validity, SANs, key usages and both thumbprints.
+ * Reads a PEM certificate (RSA or EC, parsed by Node's `X509Certificate`): subject, issuer, validity, SANs, key
+ * usages and both thumbprints.
  * @throws ArgumentError (field `certificate`) when the text is not a PEM certificate.
  */
 export function parseCertificate(pem: string): CertificateInfo {
-  const {
-    subjectRaw: _s,
-    spkiRaw: _k,
-    subjectKeyIdentifier: _i,
-    node: _n,
-    ...info
-  } = loadCertificate(pem, 'certificate');
+  const { node: _n, ...info } = loadCertificate(pem, 'certificate');
   return info;
-}
-
-/** @internal SHA-1 of the subjectPublicKey bits (RFC 5280 §4.2.1.2 method 1). */
-export function keyIdentifier(spki: Buffer): Buffer {
-  const bits = der.children(der.readNode(spki))[1];
-  return createHash('sha1')
-    .update(bits ? bits.value.subarray(1) : spki)
-    .digest();
-}
-
-/** @internal Everything needed to assemble and sign one certificate. */
-export interface CertificateTemplate {
-  subjectName: Buffer;
-  issuerName: Buffer;
-  spki: Buffer;
-  notBefore: Date;
-  notAfter: Date;
-  extensions: Buffer[];
-  signingKey: KeyObject;
-}
-
-/** @internal Assembles the TBSCertificate (v3), signs it, returns PEM. */
-export function buildCertificate(template: CertificateTemplate): string {
-  const signer = signerFor(template.signingKey, 'issuer.privateKey');
-  const serial = randomBytes(16);
-  serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40; // positive, 16 significant bytes
-  const tbs = der.sequence(
-    der.explicit(0, der.smallInteger(2)),
-    der.unsignedInteger(serial),
-    signer.algorithm,
-    template.issuerName,
-    der.sequence(der.time(template.notBefore), der.time(template.notAfter)),
-    template.subjectName,
-    template.spki,
-    der.explicit(3, der.sequence(...template.extensions)),
-  );
-  const signature = signer.sign(tbs);
-  return derToPem(der.sequence(tbs, signer.algorithm, der.bitString(signature)), 'CERTIFICATE');
 }

@@ -29,7 +29,7 @@ export interface VerifiedChain {
 }
 
 function strip(parsed: ParsedCertificate): CertificateInfo {
-  const { subjectRaw: _s, spkiRaw: _k, subjectKeyIdentifier: _i, node: _n, ...info } = parsed;
+  const { node: _n, ...info } = parsed;
   return info;
 }
 
@@ -52,7 +52,7 @@ function checkTime(certificate: ParsedCertificate, now: Date, role: string): voi
 }
 
 /**
- * Verifies a leaf certificate, through optional intermediates, up to one of the trusted certificates: each
+ * Verifies a leaf certificate (RSA or EC, with Node's `X509Certificate`), through optional intermediates, up to one of the trusted certificates: each
  * signature, issuer name, validity period at `now`, CA flag of every issuer. Returns the leaf's CN.
  *
  * Path-length constraints, name constraints and revocation are not checked (IoT Hub does not check revocation).

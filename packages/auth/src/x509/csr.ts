@@ -1,5 +1,3 @@
-import { Buffer } from 'node:buffer';
-import { createPublicKey, verify } from 'node:crypto';
 import { ArgumentError } from '@fieldhub/protocol';
 import {
   type CertificateWithKey,
@@ -9,18 +7,16 @@ import {
   type ValidityOptions,
   validity,
 } from './certificate-authority';
-import * as der from './der';
-import { generateKeyPair, hashForSignatureOid, type KeyType, loadPrivateKey, publicKeyDerOf, signerFor } from './keys';
 import {
-  type DistinguishedName,
-  decodeName,
-  decodeSubjectAltName,
-  ExtendedKeyUsage,
-  ExtensionOid,
-  encodeName,
-  encodeSubjectAltName,
-  extension,
-} from './names';
+  type ForgeAttribute,
+  type ForgePublicKey,
+  publicKeyPem,
+  readRequest,
+  signRequest,
+  toForgePrivateKey,
+} from './forge';
+import { generateKeyPair, type KeyType, loadPrivateKey } from './keys';
+import { altNames, canonicalIp, type DistinguishedName, nameAttributes, nameFromAttributes } from './names';
 import { derToPem, pemToDer } from './pem';
 
 /** Options of {@link createCertificateSigningRequest}. */
@@ -31,8 +27,9 @@ export interface CreateCsrOptions extends SubjectOptions {
   dnsNames?: readonly string[];
   /** Requested subjectAltName IP addresses. */
   ipAddresses?: readonly string[];
-  /** Sign with this PEM private key; otherwise a key pair is generated (`keyType`, default RSA 2048). */
+  /** Sign with this PEM RSA private key; otherwise an RSA key pair is generated (2048 bits unless `rsaBits`). */
   privateKey?: string;
+  /** Only `'rsa'` (the default): requests are built with node-forge, which signs with RSA only. */
   keyType?: KeyType;
   rsaBits?: number;
   /** Abandons key generation. */
@@ -46,16 +43,17 @@ export interface CsrWithKey {
 }
 
 /**
- * Creates a PKCS#10 certificate signing request (PEM `CERTIFICATE REQUEST`), with a subjectAltName extension
- * request when names are given.
+ * Creates a PKCS#10 certificate signing request (PEM `CERTIFICATE REQUEST`) with node-forge, signed SHA-256 with
+ * RSA, with a subjectAltName extension request when names are given.
  * @throws ArgumentError on a bad common name, name, or private key.
+ * @throws UnsupportedFeatureError when `privateKey` is not RSA or `keyType` is not `'rsa'`.
  * @throws AbortError when `signal` aborts.
  */
 export async function createCertificateSigningRequest(options: CreateCsrOptions): Promise<CsrWithKey> {
   if (typeof options.commonName !== 'string' || options.commonName.length === 0) {
     throw new ArgumentError('commonName must be a non-empty string', { field: 'commonName' });
   }
-  const subject = encodeName(
+  const subject = nameAttributes(
     {
       commonName: options.commonName,
       ...(options.organization === undefined ? {} : { organization: options.organization }),
@@ -64,13 +62,7 @@ export async function createCertificateSigningRequest(options: CreateCsrOptions)
     },
     'subject',
   );
-  const dnsNames = options.dnsNames ?? [];
-  const ipAddresses = options.ipAddresses ?? [];
-  const attributes: Buffer[] = [];
-  if (dnsNames.length > 0 || ipAddresses.length > 0) {
-    const san = extension(ExtensionOid.subjectAltName, encodeSubjectAltName(dnsNames, ipAddresses, 'csr'));
-    attributes.push(der.sequence(der.oid(ExtensionOid.extensionRequest), der.set(der.sequence(san))));
-  }
+  const san = altNames(options.dnsNames ?? [], options.ipAddresses ?? [], 'csr');
   const privateKey =
     options.privateKey ??
     (
@@ -80,15 +72,8 @@ export async function createCertificateSigningRequest(options: CreateCsrOptions)
         ...(options.signal ? { signal: options.signal } : {}),
       })
     ).privateKey;
-  const key = loadPrivateKey(privateKey, 'privateKey');
-  const signer = signerFor(key, 'privateKey');
-  const info = der.sequence(
-    der.smallInteger(0),
-    subject,
-    publicKeyDerOf(key),
-    der.tlv(0xa0, Buffer.concat(attributes)),
-  );
-  const csr = derToPem(der.sequence(info, signer.algorithm, der.bitString(signer.sign(info))), 'CERTIFICATE REQUEST');
+  const key = toForgePrivateKey(loadPrivateKey(privateKey, 'privateKey'), 'privateKey');
+  const csr = derToPem(signRequest({ subject, altNames: san, key }), 'CERTIFICATE REQUEST');
   return { csr, privateKey };
 }
 
@@ -102,57 +87,30 @@ export interface CsrInfo {
 }
 
 interface ParsedCsr extends CsrInfo {
-  subjectRaw: Buffer;
-  spkiRaw: Buffer;
+  subjectAttributes: ForgeAttribute[];
+  forgePublicKey: ForgePublicKey;
 }
 
 function parseCsr(pem: unknown, field: string): ParsedCsr {
-  const bytes = pemToDer(pem, 'CERTIFICATE REQUEST', field);
-  let parsed: ParsedCsr;
-  let signatureOk: boolean;
-  try {
-    const [info, algorithm, signature] = der.children(der.readNode(bytes));
-    if (!info || !algorithm || !signature) throw new Error('short CertificationRequest');
-    const [version, subject, spki, attributes] = der.children(info);
-    if (!version || !subject || !spki) throw new Error('short CertificationRequestInfo');
-    const algorithmOid = der.decodeOid(der.children(algorithm)[0]?.value ?? Buffer.alloc(0));
-    const hash = hashForSignatureOid(algorithmOid);
-    if (!hash) throw new Error(`unsupported signature algorithm ${algorithmOid}`);
-    const publicKey = createPublicKey({ key: Buffer.from(spki.raw), format: 'der', type: 'spki' });
-    signatureOk = verify(hash, info.raw, publicKey, signature.value.subarray(1));
-    let dnsNames: string[] = [];
-    let ipAddresses: string[] = [];
-    for (const attribute of attributes ? der.children(attributes) : []) {
-      const [type, values] = der.children(attribute);
-      if (!type || !values || der.decodeOid(type.value) !== ExtensionOid.extensionRequest) continue;
-      const extensions = der.children(values)[0];
-      for (const ext of extensions ? der.children(extensions) : []) {
-        const items = der.children(ext);
-        if (der.decodeOid(items[0]?.value ?? Buffer.alloc(0)) !== ExtensionOid.subjectAltName) continue;
-        ({ dnsNames, ipAddresses } = decodeSubjectAltName(items[items.length - 1]?.value ?? Buffer.alloc(0)));
-      }
-    }
-    parsed = {
-      subject: decodeName(subject),
-      dnsNames,
-      ipAddresses,
-      publicKey: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      subjectRaw: Buffer.from(subject.raw),
-      spkiRaw: Buffer.from(spki.raw),
-    };
-  } catch (error) {
-    throw new ArgumentError(`${field} could not be decoded: ${(error as Error).message}`, { field, cause: error });
-  }
-  if (!signatureOk) throw new ArgumentError(`${field} has an invalid self-signature`, { field });
-  return parsed;
+  const request = readRequest(pemToDer(pem, 'CERTIFICATE REQUEST', field), field);
+  if (!request.signatureValid) throw new ArgumentError(`${field} has an invalid self-signature`, { field });
+  return {
+    subject: nameFromAttributes(request.subject),
+    dnsNames: request.dnsNames,
+    ipAddresses: request.ipAddresses.map(canonicalIp),
+    publicKey: publicKeyPem(request.publicKey),
+    subjectAttributes: request.subject,
+    forgePublicKey: request.publicKey,
+  };
 }
 
 /**
- * Reads a PEM CSR and checks its self-signature (proof that the requester holds the key).
+ * Reads a PEM CSR with node-forge and checks its self-signature (proof that the requester holds the key).
  * @throws ArgumentError (field `csr`) when the text is not a CSR, or its signature does not verify.
+ * @throws UnsupportedFeatureError when the requested key is not RSA (node-forge reads RSA requests only).
  */
 export function parseCertificateSigningRequest(pem: string): CsrInfo {
-  const { subjectRaw: _s, spkiRaw: _k, ...info } = parseCsr(pem, 'csr');
+  const { subjectAttributes: _s, forgePublicKey: _k, ...info } = parseCsr(pem, 'csr');
   return info;
 }
 
@@ -171,9 +129,10 @@ export interface SignCsrOptions extends ValidityOptions {
 }
 
 /**
- * Issues a certificate for a CSR: the subject and public key are copied from the request (after checking its
- * signature); usages follow `profile`; SANs come from the request unless overridden. Returns PEM.
+ * Issues a certificate for a CSR with node-forge: the subject and public key are copied from the request (after
+ * checking its signature); usages follow `profile`; SANs come from the request unless overridden. Returns PEM.
  * @throws ArgumentError when the CSR or issuer is bad, or a server profile has no names.
+ * @throws UnsupportedFeatureError when the requested key or the issuer's key is not RSA.
  */
 export function signCertificateSigningRequest(options: SignCsrOptions): string {
   const issuer = loadIssuer(options.issuer);
@@ -191,10 +150,10 @@ export function signCertificateSigningRequest(options: SignCsrOptions): string {
   }
   return issueLeaf({
     issuer,
-    subjectName: request.subjectRaw,
-    spki: request.spkiRaw,
+    subject: request.subjectAttributes,
+    publicKey: request.forgePublicKey,
     validity: validity(options, 365),
-    usages: [profile === 'server' ? ExtendedKeyUsage.serverAuth : ExtendedKeyUsage.clientAuth],
-    ...(hasNames ? { subjectAltName: encodeSubjectAltName(dnsNames, ipAddresses, 'csr') } : {}),
+    usage: profile === 'server' ? 'serverAuth' : 'clientAuth',
+    ...(hasNames ? { altNames: altNames(dnsNames, ipAddresses, 'csr') } : {}),
   });
 }

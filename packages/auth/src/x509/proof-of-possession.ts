@@ -7,8 +7,9 @@ import {
   type ValidityOptions,
   validity,
 } from './certificate-authority';
+import { toForgePublicKey } from './forge';
 import { subjectKey } from './keys';
-import { ExtendedKeyUsage, encodeName } from './names';
+import { nameAttributes } from './names';
 
 /** Options of {@link createVerificationCertificate}. */
 export interface CreateVerificationCertificateOptions extends ValidityOptions {
@@ -22,8 +23,10 @@ export interface CreateVerificationCertificateOptions extends ValidityOptions {
 
 /**
  * Creates the proof-of-possession certificate IoT Hub asks for when a CA certificate is uploaded: a leaf with
- * CN = the verification code, signed by the CA's private key (reference protocol-device.md §6). Returns PEM.
+ * CN = the verification code, signed by the CA's private key (reference protocol-device.md §6), built with
+ * node-forge. Returns PEM.
  * @throws ArgumentError when the CA (certificate, key, CA flag, key match) or the code is bad.
+ * @throws UnsupportedFeatureError when the CA's key is not RSA.
  * @throws AbortError when `signal` aborts.
  */
 export async function createVerificationCertificate(options: CreateVerificationCertificateOptions): Promise<string> {
@@ -31,13 +34,13 @@ export async function createVerificationCertificate(options: CreateVerificationC
   if (typeof options.verificationCode !== 'string' || options.verificationCode.length === 0) {
     throw new ArgumentError('verificationCode must be a non-empty string', { field: 'verificationCode' });
   }
-  const { spki } = await subjectKey(options.signal ? { signal: options.signal } : {}, 'verification');
+  const { publicKey } = await subjectKey(options.signal ? { signal: options.signal } : {}, 'verification');
   return issueLeaf({
     issuer: ca,
-    subjectName: encodeName({ commonName: options.verificationCode }, 'subject'),
-    spki,
+    subject: nameAttributes({ commonName: options.verificationCode }, 'subject'),
+    publicKey: toForgePublicKey(publicKey, 'verification.publicKey'),
     validity: validity(options, 30),
-    usages: [ExtendedKeyUsage.clientAuth],
+    usage: 'clientAuth',
   });
 }
 

@@ -1,5 +1,5 @@
 import { ArgumentError } from '@fieldhub/protocol';
-import { loadCertificate, thumbprintOf } from './certificate';
+import { loadCertificate } from './certificate';
 
 /** The hash algorithms IoT Hub uses for thumbprints: SHA-1 (40 hex digits) and SHA-256 (64). */
 export type ThumbprintAlgorithm = 'sha1' | 'sha256';
@@ -13,7 +13,8 @@ export function certificateThumbprint(pem: string, algorithm: ThumbprintAlgorith
   if (algorithm !== 'sha1' && algorithm !== 'sha256') {
     throw new ArgumentError(`algorithm must be 'sha1' or 'sha256'`, { field: 'algorithm' });
   }
-  return thumbprintOf(loadCertificate(pem, 'certificate').der, algorithm);
+  const certificate = loadCertificate(pem, 'certificate');
+  return algorithm === 'sha1' ? certificate.thumbprintSha1 : certificate.thumbprintSha256;
 }
 
 /**

@@ -1,8 +1,10 @@
-import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { AbortError, ArgumentError, AuthenticationError } from '@fieldhub/protocol';
+import { createPrivateKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AbortError, ArgumentError, AuthenticationError, UnsupportedFeatureError } from '@fieldhub/protocol';
 import fc from 'fast-check';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildCertificate, loadCertificate } from './certificate';
+import { forgeIssuer, signCertificate, toForgePrivateKey, toForgePublicKey } from './forge';
 import {
   type CertificateWithKey,
   certificateThumbprint,
@@ -22,7 +24,9 @@ import {
   verifyCertificateChain,
   verifyProofOfPossession,
 } from './index';
-import { encodeName } from './names';
+import { nameAttributes } from './names';
+
+const fixture = (name: string): string => readFileSync(join(__dirname, '../__fixtures__', name), 'utf8');
 
 const now = new Date('2026-11-27T12:00:00.000Z');
 const day = 86_400_000;
@@ -113,15 +117,46 @@ describe('certificate authorities', () => {
     ).toBe(true);
   });
 
-  it('works with ECDSA P-256 keys too', async () => {
-    const ecRoot = await createRootCa({ commonName: 'EC Root', keyType: 'ec', now });
-    const device = await issueDeviceCertificate({ issuer: ecRoot, deviceId: 'ec-1', keyType: 'ec', now });
-    expect(new X509Certificate(device.certificate).publicKey.asymmetricKeyType).toBe('ec');
-    expect(
-      verifyCertificateChain({ certificate: device.certificate, trustedCertificates: [ecRoot.certificate], now }),
-    ).toMatchObject({
-      commonName: 'ec-1',
+  it('parses, fingerprints and verifies an EC device certificate it did not make (fixture)', () => {
+    const ecRoot = fixture('ec-root-ca.pem');
+    const ecDevice = fixture('ec-device.pem');
+    const node = new X509Certificate(ecDevice);
+    expect(node.publicKey.asymmetricKeyType).toBe('ec');
+    expect(parseCertificate(ecDevice)).toMatchObject({
+      subject: { commonName: 'ec-device-1' },
+      issuer: { commonName: 'Fieldhub EC Fixture Root', organization: 'Fieldhub' },
+      isCa: false,
+      extendedKeyUsages: ['clientAuth'],
+      notBefore: new Date('2026-01-01T00:00:00Z'),
+      notAfter: new Date('2046-01-01T00:00:00Z'),
+      thumbprintSha1: node.fingerprint.replace(/:/g, ''),
     });
+    expect(certificateThumbprint(ecDevice)).toBe(node.fingerprint256.replace(/:/g, ''));
+    expect(parseCertificate(ecRoot)).toMatchObject({ isCa: true, isSelfIssued: true });
+    expect(
+      verifyCertificateChain({
+        certificate: ecDevice,
+        trustedCertificates: [ecRoot],
+        extendedKeyUsage: 'clientAuth',
+        now,
+      }),
+    ).toMatchObject({ commonName: 'ec-device-1' });
+    expect(() =>
+      verifyCertificateChain({ certificate: ecDevice, trustedCertificates: [root.certificate], now }),
+    ).toThrow(/does not chain/);
+  });
+
+  it('creates RSA certificates only: EC keys are refused with UnsupportedFeatureError', async () => {
+    const ec = 'ec' as unknown as 'rsa'; // a JavaScript caller; TypeScript no longer allows it
+    await expect(createRootCa({ commonName: 'EC Root', keyType: ec })).rejects.toBeInstanceOf(UnsupportedFeatureError);
+    await expect(issueDeviceCertificate({ issuer: root, deviceId: 'ec-1', keyType: ec })).rejects.toThrow(/RSA only/);
+    const ecPublicKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({
+      type: 'spki',
+      format: 'pem',
+    });
+    await expect(
+      issueDeviceCertificate({ issuer: root, deviceId: 'ec-1', publicKey: String(ecPublicKey), now }),
+    ).rejects.toBeInstanceOf(UnsupportedFeatureError);
   });
 
   it('refuses to issue from a non-CA, a mismatched key, or with bad names', async () => {
@@ -267,15 +302,14 @@ describe('verifyCertificateChain', () => {
 
   it('rejects a chain through a certificate that is not a CA', async () => {
     const leaf = await issueDeviceCertificate({ issuer: root, deviceId: 'not-a-ca', now });
-    const parsedLeaf = loadCertificate(leaf.certificate, 'leaf');
-    const child = buildCertificate({
-      subjectName: encodeName({ commonName: 'child' }, 'subject'),
-      issuerName: parsedLeaf.subjectRaw,
-      spki: parsedLeaf.spkiRaw,
+    const child = signCertificate({
+      subject: nameAttributes({ commonName: 'child' }, 'subject'),
+      issuer: forgeIssuer(leaf.certificate, 'leaf').name,
+      publicKey: toForgePublicKey(new X509Certificate(leaf.certificate).publicKey, 'leaf'),
       notBefore: new Date(now.getTime() - day),
       notAfter: new Date(now.getTime() + day),
       extensions: [],
-      signingKey: createPrivateKey(leaf.privateKey!),
+      signingKey: toForgePrivateKey(createPrivateKey(leaf.privateKey!), 'leaf'),
     });
     expect(() =>
       verifyCertificateChain({
@@ -313,15 +347,37 @@ describe('certificate signing requests', () => {
     expect(node.checkPrivateKey(createPrivateKey(privateKey))).toBe(true);
   });
 
-  it('signs a device CSR made with an existing EC key', async () => {
-    const { privateKey } = await createCertificateSigningRequest({ commonName: 'x', keyType: 'ec' });
+  it('signs a device CSR made with an existing RSA key', async () => {
+    const { privateKey } = await createCertificateSigningRequest({ commonName: 'x' });
     const { csr } = await createCertificateSigningRequest({ commonName: 'd9', privateKey });
     const certificate = signCertificateSigningRequest({ issuer: root, csr, now });
     expect(verifyCertificateChain({ certificate, trustedCertificates: [root.certificate], now }).commonName).toBe('d9');
+    expect(new X509Certificate(certificate).checkPrivateKey(createPrivateKey(privateKey))).toBe(true);
+  });
+
+  it('refuses EC requests and EC request keys with UnsupportedFeatureError (node-forge is RSA only)', async () => {
+    const ecCsr = fixture('ec-device.csr');
+    expect(() => parseCertificateSigningRequest(ecCsr)).toThrow(UnsupportedFeatureError);
+    expect(() => signCertificateSigningRequest({ issuer: root, csr: ecCsr, now })).toThrow(/RSA keys only/);
+    const ecKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({
+      type: 'pkcs8',
+      format: 'pem',
+    });
+    await expect(
+      createCertificateSigningRequest({ commonName: 'd1', privateKey: String(ecKey) }),
+    ).rejects.toBeInstanceOf(UnsupportedFeatureError);
+  });
+
+  it('copies a non-ASCII subject from the request unchanged', async () => {
+    const { csr } = await createCertificateSigningRequest({ commonName: 'Gerät-ü', organization: 'Zürich' });
+    expect(parseCertificateSigningRequest(csr).subject).toEqual({ commonName: 'Gerät-ü', organization: 'Zürich' });
+    const certificate = signCertificateSigningRequest({ issuer: root, csr, now });
+    expect(parseCertificate(certificate).subject).toEqual({ commonName: 'Gerät-ü', organization: 'Zürich' });
+    expect(new X509Certificate(certificate).subject).toContain('CN=Gerät-ü');
   });
 
   it('refuses a tampered or malformed CSR', async () => {
-    const { csr } = await createCertificateSigningRequest({ commonName: 'd1', keyType: 'ec' });
+    const { csr } = await createCertificateSigningRequest({ commonName: 'd1' });
     const body = csr.split('\n').slice(1, -2).join('');
     const bytes = Buffer.from(body, 'base64');
     const at = bytes.indexOf(Buffer.from('d1'));
