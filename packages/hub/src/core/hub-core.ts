@@ -1,4 +1,5 @@
 import type { HubMetrics } from '../metrics';
+import { CertificateAuthorities } from './certificate-authorities';
 import { CloudToDevice } from './cloud-to-device';
 import type { CoreContext } from './context';
 import { DirectMethods } from './direct-methods';
@@ -22,6 +23,8 @@ export interface HubCore {
   readonly events: HubEvents;
   readonly cloudToDevice: CloudToDevice;
   readonly directMethods: DirectMethods;
+  /** Uploaded CA certificates and the device chain check every head shares (X.509 CA authentication). */
+  readonly certificateAuthorities: CertificateAuthorities;
   /** Stops timers (retention, sweeps) and live readers. The store and bus are closed by their owner. */
   stop(): Promise<void>;
 }
@@ -78,6 +81,7 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
     events,
     cloudToDevice,
     directMethods,
+    certificateAuthorities: new CertificateAuthorities(context),
     async stop() {
       telemetry.stop();
       cloudToDevice?.stop();
