@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fieldOfError } from './__fixtures__/argument-error';
 import { expectLinearTime, fuzzParser } from './__fixtures__/fuzz';
 import { connectionStrings } from './__fixtures__/mqtt-captures';
 import {
@@ -9,17 +10,6 @@ import {
   parseDeviceConnectionString,
   parseServiceConnectionString,
 } from './connection-string';
-import { ArgumentError } from './errors';
-
-function fieldOfError(parse: () => unknown): string | undefined {
-  try {
-    parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ArgumentError);
-    return (error as ArgumentError).field;
-  }
-  throw new Error('expected an ArgumentError');
-}
 
 const token = 'SharedAccessSignature sr=h%2Fdevices%2Fd&sig=abc%3D&se=1795778670';
 

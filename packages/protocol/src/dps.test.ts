@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fieldOfError } from './__fixtures__/argument-error';
 import { assignedBody, assigningBody, registerRequestBody } from './__fixtures__/dps-captures';
 import { anyString, expectLinearTime, expectOnlyArgumentError, fuzzParser } from './__fixtures__/fuzz';
 import { groupKeyDerivation } from './__fixtures__/sas';
@@ -11,17 +12,6 @@ import {
   parseDpsRegistrationRequest,
   validateRegistrationId,
 } from './dps';
-import { ArgumentError } from './errors';
-
-function fieldOfError(parse: () => unknown): string | undefined {
-  try {
-    parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ArgumentError);
-    return (error as ArgumentError).field;
-  }
-  throw new Error('expected an ArgumentError');
-}
 
 describe('parseDpsRegistrationRequest', () => {
   it('parses the captured request body', () => {

@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { fieldOfError } from './__fixtures__/argument-error';
 import { expectLinearTime, fuzzParser, identifier, requestId } from './__fixtures__/fuzz';
 import {
   connectUsernames,
@@ -10,7 +11,6 @@ import {
   referenceTopics,
   subscriptions,
 } from './__fixtures__/mqtt-captures';
-import { ArgumentError } from './errors';
 import { isSystemPropertyKey, type MessageSystemProperties } from './property-bag';
 import {
   buildDpsMqttUsername,
@@ -37,16 +37,6 @@ import {
   twinReportedPatchTopic,
   twinResponseTopic,
 } from './topics';
-
-function fieldOfError(parse: () => unknown): string | undefined {
-  try {
-    parse();
-  } catch (error) {
-    expect(error).toBeInstanceOf(ArgumentError);
-    return (error as ArgumentError).field;
-  }
-  throw new Error('expected an ArgumentError');
-}
 
 describe('parseDeviceTopic on the captured topics', () => {
   it('reads telemetry with system and application properties', () => {
