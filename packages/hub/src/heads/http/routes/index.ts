@@ -1,5 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import type { HubCore } from '../../../core/hub-core';
+import { registerCertificateAuthorityRoutes } from './certificate-authorities';
 import { registerCloudToDeviceRoutes } from './cloud-to-device';
 import { registerMethodRoutes } from './methods';
 import { registerPolicyRoutes } from './policies';
@@ -17,4 +18,5 @@ export function registerHttpRoutes(app: FastifyInstance, core: HubCore): void {
   registerCloudToDeviceRoutes(app, core);
   registerTelemetryStreamRoutes(app, core);
   registerPolicyRoutes(app, core);
+  registerCertificateAuthorityRoutes(app, core);
 }
