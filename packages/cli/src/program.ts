@@ -1,5 +1,6 @@
 import { HubError } from '@fieldhub/protocol';
 import { Command, CommanderError } from 'commander';
+import { addCaCommands } from './commands/ca';
 import { addHubCommands } from './commands/hub-start';
 
 /** Builds the `fieldhub` command tree. */
@@ -9,6 +10,7 @@ export function createProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   addHubCommands(program);
+  addCaCommands(program);
   return program;
 }
 

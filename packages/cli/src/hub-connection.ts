@@ -1,0 +1,277 @@
+/**
+ * How CLI commands reach a hub's service REST API: through the `hub.json` a running hub writes into its data
+ * directory, or through an explicit service connection string (and a CA file to trust). A small HTTPS JSON client
+ * on node:https signs every request with a fresh SAS token, as azure-iothub does (protocol-service.md §1.3); the
+ * service SDK replaces it once it exists.
+ */
+import { readFile } from 'node:fs/promises';
+import { request as httpsRequest } from 'node:https';
+import { dirname, isAbsolute, join, resolve } from 'node:path';
+import { createSasToken } from '@fieldhub/auth';
+import { ArgumentError, HubError, parseServiceConnectionString } from '@fieldhub/protocol';
+import type { Command } from 'commander';
+
+/** The connection flags every hub-talking command accepts. */
+export interface HubConnectionOptions {
+  /** The hub's data directory, holding `hub.json` (default `./.fieldhub`). */
+  dataDir?: string;
+  /** A service connection string; then `hub.json` is not read. */
+  connectionString?: string;
+  /** A PEM file of the CA that signed the hub's TLS certificate (default: hub.json's, else the system's). */
+  ca?: string;
+}
+
+/** What `<dataDir>/hub.json` holds (written by `fieldhub hub start`; the hub's `HubInfo`). */
+export interface HubJson {
+  hostName: string;
+  ports: { https: number };
+  /** Path of the CA certificate (PEM). */
+  caCertificate: string;
+  /** The `iothubowner` connection string. */
+  serviceConnectionString: string;
+}
+
+/** Options of one request. */
+export interface HubRequestOptions {
+  /** A JSON value, serialised. */
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Abandons the request. */
+  signal?: AbortSignal;
+}
+
+/** A hub reached over HTTPS. */
+export interface HubClient {
+  /** The hub's host name (TLS server name and SAS resource). */
+  readonly hostName: string;
+  /** Where requests go. */
+  readonly host: string;
+  readonly port: number;
+  /**
+   * Sends a REST request and returns the parsed JSON answer (`undefined` for an empty one).
+   * @throws HubError with the hub's code when the answer is not 2xx (Azure's envelope, protocol-service.md §2.2).
+   * @throws Error when the hub cannot be reached or does not answer within 30 s.
+   */
+  request<T>(method: string, path: string, options?: HubRequestOptions): Promise<T>;
+}
+
+/** Default data directory, as `fieldhub hub start` uses. */
+export const defaultDataDir = './.fieldhub';
+
+// A CLI call that hangs is worse than one that fails: give up on a silent hub.
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** Adds `--data-dir`, `--connection-string` and `--ca` to a command. */
+export function addHubConnectionOptions(command: Command): Command {
+  return command
+    .option('--data-dir <dir>', `the local hub's data directory, holding hub.json (default ${defaultDataDir})`)
+    .option('--connection-string <cs>', 'a service connection string (instead of hub.json), e.g. the iothubowner one')
+    .option('--ca <file>', "PEM file of the CA to trust for the hub's TLS certificate");
+}
+
+/**
+ * Reads `<dataDir>/hub.json`.
+ * @throws Error naming the file when it is missing (the hub is not running there) or unreadable.
+ */
+export async function readHubJson(dataDir: string = defaultDataDir): Promise<HubJson> {
+  const path = join(dataDir, 'hub.json');
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new Error(
+        `no hub.json in ${resolve(dataDir)}: start the hub there (fieldhub hub start), or pass --data-dir or --connection-string`,
+      );
+    }
+    throw new Error(`cannot read ${path}: ${(error as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    throw new Error(`${path} is not valid JSON`);
+  }
+  const info = parsed as Partial<HubJson> | null;
+  if (
+    typeof info?.hostName !== 'string' ||
+    typeof info.ports?.https !== 'number' ||
+    typeof info.serviceConnectionString !== 'string' ||
+    typeof info.caCertificate !== 'string'
+  ) {
+    throw new Error(`${path} lacks hostName, ports.https, caCertificate or serviceConnectionString`);
+  }
+  // A relative CA path is relative to the data directory the hub wrote it in.
+  const caCertificate = isAbsolute(info.caCertificate) ? info.caCertificate : join(dirname(path), info.caCertificate);
+  return {
+    hostName: info.hostName,
+    ports: { https: info.ports.https },
+    caCertificate,
+    serviceConnectionString: info.serviceConnectionString,
+  };
+}
+
+/**
+ * Reads a file a flag names.
+ * @throws Error `cannot read <what> <file>: <reason>`.
+ */
+export async function readFlagFile(file: string, what: string): Promise<string> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (error) {
+    const reason = (error as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (error as Error).message;
+    throw new Error(`cannot read ${what} ${file}: ${reason}`);
+  }
+}
+
+/**
+ * Finds the hub from the flags: `--connection-string` (with `--ca`) wins; otherwise hub.json in `--data-dir`.
+ * With hub.json, requests dial `ports.https` on `hostName`; with a connection string, a `HostName=host:port` is
+ * dialled on that port and 443 otherwise. The TLS server name is always the host name.
+ * @throws ArgumentError for a bad connection string; Error when hub.json or the CA file cannot be read.
+ */
+export async function connectToHub(options: HubConnectionOptions): Promise<HubClient> {
+  let connectionString: string;
+  let port: number | undefined;
+  let caFile = options.ca;
+  if (options.connectionString !== undefined) {
+    connectionString = options.connectionString;
+  } else {
+    const info = await readHubJson(options.dataDir ?? defaultDataDir);
+    connectionString = info.serviceConnectionString;
+    port = info.ports.https;
+    caFile ??= info.caCertificate;
+  }
+  const parsed = parseServiceConnectionString(connectionString);
+  const { host, port: statedPort } = splitHostPort(parsed.hostName);
+  const ca = caFile === undefined ? undefined : await readFlagFile(caFile, 'CA certificate');
+  const authorization = async (): Promise<string> => {
+    if ('sharedAccessSignature' in parsed) return parsed.sharedAccessSignature;
+    // Like azure-iothub: a fresh token per request, sr = the host name unencoded (§1.3).
+    return createSasToken({
+      resourceUri: parsed.hostName,
+      key: parsed.sharedAccessKey,
+      keyName: parsed.sharedAccessKeyName,
+      ttlSeconds: 3600,
+      encodeResourceUri: false,
+    });
+  };
+  return createHubClient({ hostName: host, port: port ?? statedPort ?? 443, ca, authorization });
+}
+
+function splitHostPort(hostName: string): { host: string; port: number | undefined } {
+  const match = /^(.*):(\d{1,5})$/.exec(hostName);
+  if (!match) return { host: hostName, port: undefined };
+  const port = Number(match[2]);
+  if (port < 1 || port > 65535) throw new ArgumentError(`HostName has a bad port: ${hostName}`, { field: 'HostName' });
+  return { host: match[1] ?? hostName, port };
+}
+
+interface HubClientOptions {
+  hostName: string;
+  port: number;
+  ca: string | undefined;
+  authorization: () => Promise<string>;
+}
+
+function createHubClient(options: HubClientOptions): HubClient {
+  const { hostName, port, ca } = options;
+  return {
+    hostName,
+    host: hostName,
+    port,
+    async request<T>(method: string, path: string, requestOptions: HubRequestOptions = {}): Promise<T> {
+      const headers: Record<string, string> = {
+        accept: 'application/json',
+        authorization: await options.authorization(),
+        ...requestOptions.headers,
+      };
+      let body: Buffer | undefined;
+      if (requestOptions.body !== undefined) {
+        body = Buffer.from(JSON.stringify(requestOptions.body));
+        headers['content-type'] = 'application/json; charset=utf-8';
+        headers['content-length'] = String(body.length);
+      }
+      const signal = requestOptions.signal
+        ? AbortSignal.any([requestOptions.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
+        : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
+      const { status, text, contentType } = await send({ hostName, port, ca, method, path, headers, body, signal });
+      const json = parseJson(text, contentType);
+      if (status < 200 || status > 299) throw errorFrom(status, json, text);
+      return json as T;
+    },
+  };
+}
+
+interface RawResponse {
+  status: number;
+  text: string;
+  contentType: string;
+}
+
+function send(options: {
+  hostName: string;
+  port: number;
+  ca: string | undefined;
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+  body: Buffer | undefined;
+  signal: AbortSignal;
+}): Promise<RawResponse> {
+  return new Promise<RawResponse>((resolvePromise, reject) => {
+    const request = httpsRequest(
+      {
+        host: options.hostName,
+        servername: options.hostName,
+        port: options.port,
+        method: options.method,
+        path: options.path,
+        headers: options.headers,
+        signal: options.signal,
+        ...(options.ca === undefined ? {} : { ca: options.ca }),
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        response.on('data', (chunk: Buffer) => chunks.push(chunk));
+        response.on('end', () =>
+          resolvePromise({
+            status: response.statusCode ?? 0,
+            text: Buffer.concat(chunks).toString('utf8'),
+            contentType: String(response.headers['content-type'] ?? ''),
+          }),
+        );
+        response.on('error', reject);
+      },
+    );
+    request.on('error', (error: NodeJS.ErrnoException) => {
+      const where = `${options.hostName}:${options.port}`;
+      if (error.name === 'AbortError' || error.name === 'TimeoutError') {
+        reject(new Error(`the hub at ${where} did not answer in time`));
+      } else {
+        reject(new Error(`cannot reach the hub at ${where}: ${error.code ?? error.message}`));
+      }
+    });
+    request.end(options.body);
+  });
+}
+
+function parseJson(text: string, contentType: string): unknown {
+  if (text === '' || !contentType.includes('application/json')) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+// Azure's envelope: {"Message":"ErrorCode:<Name>;<text>", ...} (protocol-service.md §0 item 1).
+function errorFrom(status: number, json: unknown, text: string): HubError {
+  const message = (json as { Message?: unknown } | undefined)?.Message;
+  if (typeof message === 'string') {
+    const match = /^ErrorCode:([^;]+);(.*)$/s.exec(message);
+    if (match?.[1] !== undefined) return HubError.fromCode(match[1], match[2] ?? '');
+  }
+  const fallback = text.trim().split('\n')[0] ?? '';
+  return HubError.fromCode(status * 1000, `HTTP ${status}${fallback ? `: ${fallback}` : ''}`);
+}
