@@ -23,7 +23,7 @@ export interface HubProcess {
   stop(): Promise<void>;
   /** SIGKILL and wait for exit. */
   kill(): Promise<void>;
-  /** Starts the hub again on the same data dir. */
+  /** Starts the hub again on the same data dir (after SIGTERM, or after kill()). The new handle owns the dir. */
   restart(): Promise<HubProcess>;
   /** Stops (if running) and removes the data dir. */
   dispose(): Promise<void>;
@@ -36,11 +36,20 @@ export interface HubProcessOptions {
   /** A folder with ca.pem and ca-key.pem to seed the hub's CA with (default: FIELDHUB_TEST_CA_DIR). */
   caDir?: string;
   httpsPort?: number;
+  /** MQTT-over-TLS port (default 0: a free one). Give a fixed one to keep it across restarts. */
+  mqttPort?: number;
   extraArgs?: string[];
+}
+
+/** Set by restart(): the handle that made the temp data dir passes its ownership on. */
+interface InternalOptions extends HubProcessOptions {
+  ownsDataDir?: boolean;
 }
 
 /** Starts `fieldhub hub start` on 127.0.0.1 and waits until it has written hub.json. */
 export async function startHubProcess(options: HubProcessOptions = {}): Promise<HubProcess> {
+  const internal = options as InternalOptions;
+  const ownsDataDir = internal.ownsDataDir ?? options.dataDir === undefined;
   const dataDir = options.dataDir ?? mkdtempSync(join(tmpdir(), 'fieldhub-interop-'));
   const caDir = options.caDir ?? process.env.FIELDHUB_TEST_CA_DIR;
   if (caDir && !existsSync(join(dataDir, 'tls', 'ca.pem'))) {
@@ -63,7 +72,7 @@ export async function startHubProcess(options: HubProcessOptions = {}): Promise<
     '--https-port',
     String(options.httpsPort ?? 443),
     '--mqtt-port',
-    '0',
+    String(options.mqttPort ?? 0),
     '--amqp-port',
     '0',
     '--log-level',
@@ -82,9 +91,14 @@ export async function startHubProcess(options: HubProcessOptions = {}): Promise<
 
   const deadline = Date.now() + 30_000;
   while (!existsSync(hubJson)) {
-    if (child.exitCode !== null) throw new Error(`the hub exited with ${child.exitCode}:\n${output}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
+      throw new Error(`the hub exited with ${child.exitCode ?? child.signalCode}:\n${output}`);
+    }
     if (Date.now() > deadline) {
       child.kill('SIGKILL');
+      await exited;
+      if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
       throw new Error(`the hub did not write hub.json within 30 s:\n${output}`);
     }
     await new Promise((resolve) => setTimeout(resolve, 50));
@@ -102,11 +116,12 @@ export async function startHubProcess(options: HubProcessOptions = {}): Promise<
     kill: () => signal('SIGKILL'),
     async restart() {
       await signal('SIGTERM');
-      return startHubProcess({ ...options, dataDir });
+      const next: InternalOptions = { ...options, dataDir, ownsDataDir };
+      return startHubProcess(next);
     },
     async dispose() {
       await signal('SIGTERM');
-      if (!options.dataDir) rmSync(dataDir, { recursive: true, force: true });
+      if (ownsDataDir) rmSync(dataDir, { recursive: true, force: true });
     },
   };
   return handle;
