@@ -9,6 +9,7 @@ import type { CoreContext } from './core/context';
 import { createHubCore, type HubCore } from './core/hub-core';
 import { registerHttpRoutes } from './heads/http/routes/index';
 import { createHttpServer } from './heads/http/server';
+import { createMqttHead, type MqttHead } from './heads/mqtt/mqtt-head';
 import { createMetrics, type HubMetrics } from './metrics';
 import { openSqliteStore } from './store/sqlite/sqlite-store';
 import type { Store } from './store/store';
@@ -59,6 +60,7 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
   let core: HubCore | undefined;
   let server: Server | undefined;
   let closeApp: (() => Promise<void>) | undefined;
+  let mqtt: MqttHead | undefined;
   let info: HubInfo | undefined;
   let stopping: Promise<void> | undefined;
 
@@ -84,11 +86,18 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
     await http.app.ready();
     server = http.server;
     closeApp = () => http.app.close();
+    mqtt = createMqttHead(core, { tls, logger, metrics });
+    const mqttHead = mqtt;
+    server.on('upgrade', (request, socket, head) => {
+      if (mqttHead.acceptsUpgrade(request)) mqttHead.handleUpgrade(request, socket, head);
+      else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+    });
     const httpsPort = await listenHttps(server, config.ports.https, config.bind, logger);
+    const mqttPort = await mqtt.listen(config.ports.mqtt, config.bind);
 
     info = {
       hostName: config.hostName,
-      ports: { mqtt: null, amqp: null, https: httpsPort },
+      ports: { mqtt: mqttPort, amqp: null, https: httpsPort },
       caCertificate: tls.caCertificatePath,
       serviceConnectionString: await core.policies.connectionString('iothubowner'),
     };
@@ -99,7 +108,9 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
 
   async function stop(): Promise<void> {
     stopping ??= (async () => {
-      // Stop accepting first, then let in-flight requests finish, then stop timers and flush the store.
+      // Stop accepting first (device sessions, then the HTTPS app), then let in-flight requests finish, then stop
+      // timers and flush the store.
+      await mqtt?.close();
       await closeApp?.();
       await core?.stop();
       await bus?.close();

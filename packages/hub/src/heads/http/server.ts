@@ -30,7 +30,11 @@ export function createHttpServer(options: HttpServerOptions): { app: FastifyInst
     // Ids in paths are encodeURIComponent-ed by the SDKs and may be long (128 chars, module ids too).
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     serverFactory: (handler) => {
-      server = createServer({ cert: options.tls.cert, key: options.tls.key }, handler);
+      // X.509 devices present a client certificate over WebSockets too; the device heads verify it (no rejection here).
+      server = createServer(
+        { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false },
+        handler,
+      );
       return server;
     },
   }) as unknown as FastifyInstance;

@@ -1,0 +1,55 @@
+/**
+ * CONNECT (protocol-device.md §2.2): protocol level 4 only, then authentication (see `../authenticate.ts`),
+ * eviction of an older session of the same identity (§2.1), CONNACK, and the connection-state bookkeeping
+ * (registry `connectionState`, a `deviceConnected` event, the connected-devices gauge).
+ */
+import type { IConnectPacket } from 'mqtt-packet';
+import { authenticateConnect } from '../authenticate';
+import type { MqttSession } from '../session';
+
+/** Handles the first packet of a connection. */
+export async function handleConnect(session: MqttSession, packet: IConnectPacket): Promise<void> {
+  // IoT Hub speaks MQTT 3.1.1 only (§2.1): level 4 with protocol name `MQTT` [MQTT-3.1.2-2].
+  if (packet.protocolVersion !== 4 || packet.protocolId !== 'MQTT') {
+    session.refuse(1, `unsupported protocol ${String(packet.protocolId)} level ${String(packet.protocolVersion)}`);
+    return;
+  }
+  const { head } = session;
+  const result = await authenticateConnect(packet, {
+    core: head.core,
+    peerCertificate: session.transport.peerCertificate(),
+    certificateAuthorities: head.certificateAuthorities,
+    clockSkewSeconds: head.settings.clockSkewSeconds,
+  });
+  // The peer may have gone while the registry was read.
+  if (session.state !== 'authenticating') return;
+  if (!result.ok) {
+    session.refuse(result.returnCode, result.reason, { clientId: packet.clientId });
+    return;
+  }
+  const { identity } = result;
+  session.identity = identity;
+  head.claim(session);
+  // Tell other hub processes too (a later multi-process hub): their session of this identity closes.
+  head.core.context.bus.publish(head.core.context.hubName, `session.evict.${identity.key}`, { sessionId: session.id });
+
+  // Sessions are not persisted: CONNACK always says sessionPresent = false ([MQTT-3.2.2-1] for clean = 1; for
+  // clean = 0 the device re-subscribes, which the SDKs do after every connect).
+  session.send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+  session.accept(identity, packet.keepalive ?? 0, result.expiresAtMs);
+  head.connected(session);
+  const { core } = head;
+  const ids = { deviceId: identity.deviceId, moduleId: identity.moduleId };
+  head
+    .serialize(identity.key, async () => {
+      // A session evicted in the meantime reports nothing: its successor does.
+      if (session.evicted) return;
+      session.connectReported = true;
+      await core.registry.setConnectionState(identity.deviceId, identity.moduleId, true);
+      await core.events.connectionState('deviceConnected', ids);
+    })
+    .catch((error: unknown) =>
+      session.logger.error({ err: error, ...session.describe() }, 'connection state update failed'),
+    );
+  session.logger.info({ ...session.describe(), auth: identity.authMethod.type }, 'mqtt device connected');
+}

@@ -1,0 +1,495 @@
+/**
+ * One MQTT 3.1.1 connection of a device or module (over TLS or WebSockets): the parser, the session state,
+ * timers (CONNECT deadline, keep-alive, SAS expiry), flow control, and the dispatch of packets to one handler
+ * per packet type (`handlers/*`, as MQTT.js v5 is laid out). It holds session state only: every feature is a
+ * core call (ARCHITECTURE.md, "Heads translate").
+ *
+ * Flow control, so that a slow or hostile peer cannot grow hub memory without bound:
+ * - reading pauses while too many telemetry appends of this session are pending, while authentication runs, and
+ *   while the socket's write buffer is over its bound (twin responses are the device's own doing);
+ * - cloud-to-device messages, desired-property patches and method requests wait for 'drain' instead.
+ */
+
+import type { Duplex } from 'node:stream';
+import type { DetailedPeerCertificate } from 'node:tls';
+import { Limits } from '@fieldhub/protocol';
+import { parser as createParser, generate, type Packet } from 'mqtt-packet';
+import type { Logger } from 'pino';
+import type { HubCore } from '../../core/hub-core';
+import type { ConnectionAuthMethod } from '../../core/telemetry';
+import { AckQueue } from './ack-queue';
+import type { CloudToDeviceDeliveries } from './cloud-to-device-deliveries';
+import type { DesiredPropertiesForwarder } from './desired-properties';
+import { handleConnect } from './handlers/connect';
+import { handleDisconnect } from './handlers/disconnect';
+import { handlePingreq } from './handlers/pingreq';
+import { handlePuback } from './handlers/puback';
+import { handlePublish } from './handlers/publish';
+import { handleSubscribe } from './handlers/subscribe';
+import { handleUnsubscribe } from './handlers/unsubscribe';
+import type { MethodResponder } from './method-responder';
+
+/** Who the session authenticated as. */
+export interface SessionIdentity {
+  readonly deviceId: string;
+  readonly moduleId: string | undefined;
+  /** `deviceId` or `deviceId/moduleId`: the key of eviction and of the bus subject `session.evict.<key>`. */
+  readonly key: string;
+  /** Stamped on telemetry as `iothub-connection-auth-method` (protocol-device.md §7). */
+  readonly authMethod: ConnectionAuthMethod;
+  /** The identity's generationId, stamped as `iothub-connection-auth-generation-id`. */
+  readonly generationId: string;
+}
+
+/** Source of the hub's verified CA certificates (`core.certificateAuthorities`). */
+export interface VerifiedCertificateSource {
+  /** PEM certificates of every CA that passed proof of possession. */
+  verifiedCertificates(): Promise<string[]>;
+}
+
+/** Tunables of the head; defaults in `mqtt-head.ts`. */
+export interface MqttSessionSettings {
+  /** The socket is dropped when no CONNECT arrives within this (default 10 s). */
+  readonly connectTimeoutMs: number;
+  /** Largest MQTT packet accepted (remaining length); bigger ones close the connection. */
+  readonly maxPacketBytes: number;
+  /** Reading pauses while this many telemetry appends of one session are pending. */
+  readonly maxPendingAppends: number;
+  /** Deliveries wait for 'drain' while the socket buffers more than this many bytes. */
+  readonly writeHighWaterBytes: number;
+  /** Unacknowledged cloud-to-device messages per session. */
+  readonly cloudToDeviceWindow: number;
+  /** Seconds a SAS token is accepted past its `se`, also added to the expiry timer (default 300, as verifySasToken). */
+  readonly clockSkewSeconds: number;
+  /** Desired-property patches held for a slow reader; one more closes the connection (the device re-reads the twin). */
+  readonly maxQueuedDesiredPatches: number;
+}
+
+/** What the head gives its sessions. */
+export interface MqttHeadContext {
+  readonly core: HubCore;
+  readonly logger: Logger;
+  readonly settings: MqttSessionSettings;
+  /** Verified CAs for `certificateAuthority` devices; absent until the hub has a CA service. */
+  readonly certificateAuthorities: VerifiedCertificateSource | undefined;
+  /** Makes `session` the current one of its identity, evicting an older session ([§2.1]). */
+  claim(session: MqttSession): void;
+  /** Whether `session` is still the current one of its identity. */
+  isCurrent(session: MqttSession): boolean;
+  /** Forgets `session` as current (no-op when another took over). */
+  release(session: MqttSession): void;
+  /** Runs connection-state writes of one identity one after another. */
+  serialize(key: string, task: () => Promise<void>): Promise<void>;
+  /** The session is connected (CONNACK 0 sent). */
+  connected(session: MqttSession): void;
+  /** The session's socket closed and its cleanup finished. */
+  closed(session: MqttSession, cleanup: Promise<void>): void;
+}
+
+/** How the connection arrived. */
+export interface TransportInfo {
+  /** Metrics label: `mqtt` (TLS) or `mqtt-ws`. */
+  readonly protocol: 'mqtt' | 'mqtt-ws';
+  readonly remoteAddress: string | undefined;
+  /** The TLS client certificate with its chain, if the peer presented one. */
+  peerCertificate(): DetailedPeerCertificate | undefined;
+}
+
+/** Session states. */
+export type SessionState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed';
+
+// Reasons to stop reading the socket (a bit mask: reading resumes when none holds).
+const PauseReasons = { authentication: 1, appends: 2, writes: 4 } as const;
+
+// setTimeout takes at most 2^31 - 1 ms; SAS tokens may live longer (a year is common).
+const maxTimerMs = 2_147_483_647;
+
+let nextSessionId = 1;
+
+/** One device connection. Created by the head for each TLS or WebSocket connection. */
+export class MqttSession {
+  /** Unique in this process: tells the bus eviction notice of this session from a newer one's. */
+  readonly id = `${process.pid}-${nextSessionId++}`;
+  state: SessionState = 'awaitingConnect';
+  identity: SessionIdentity | undefined;
+  /** Set when a newer session of the same identity took over: no disconnect event then. */
+  evicted = false;
+  /** Set once the connect was reported (registry + event): only then is a disconnect reported. */
+  connectReported = false;
+  /** Whether the client sent DISCONNECT (a clean close). */
+  cleanDisconnect = false;
+  /** PUBACKs owed for QoS 1 telemetry, in arrival order. */
+  readonly acks = new AckQueue(32);
+  /** Telemetry appends in flight (QoS 0 and 1). */
+  pendingAppends = 0;
+  /** Subscribed to `$iothub/twin/res/#`. */
+  twinResponses = false;
+  desired: DesiredPropertiesForwarder | undefined;
+  methods: MethodResponder | undefined;
+  cloudToDevice: CloudToDeviceDeliveries | undefined;
+  /** Packets that arrived while the CONNECT was being authenticated ([MQTT-3.1.4-5]: processed after). */
+  private backlog: Packet[] | undefined;
+  private readonly parser = createParser({ protocolVersion: 4 });
+  private pauses = 0;
+  private connectTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
+  private keepAliveMs = 0;
+  private lastReceived = Date.now();
+  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private unsubscribeEvict: (() => void) | undefined;
+  private drainWaiters: (() => void)[] = [];
+  private closeReason: string | undefined;
+
+  constructor(
+    readonly head: MqttHeadContext,
+    readonly socket: Duplex,
+    readonly transport: TransportInfo,
+  ) {
+    limitPacketSize(this.parser, head.settings.maxPacketBytes);
+    this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
+    this.parser.on('error', (error: Error) => this.close(`malformed packet: ${error.message}`, 'warn'));
+    socket.on('data', (chunk: Buffer) => {
+      this.lastReceived = Date.now();
+      this.parser.parse(chunk);
+    });
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (error: Error) => this.close(`socket error: ${error.message}`, 'debug'));
+    socket.on('close', () => this.onClose());
+    this.connectTimer = setTimeout(() => this.close('no CONNECT in time', 'debug'), head.settings.connectTimeoutMs);
+  }
+
+  /** The core services. */
+  get core(): HubCore {
+    return this.head.core;
+  }
+
+  /** The logger, with the session's identity when known. */
+  get logger(): Logger {
+    return this.head.logger;
+  }
+
+  /** Log fields naming this session (never secrets). */
+  describe(): Record<string, unknown> {
+    return {
+      deviceId: this.identity?.deviceId,
+      moduleId: this.identity?.moduleId,
+      remoteAddress: this.transport.remoteAddress,
+      protocol: this.transport.protocol,
+    };
+  }
+
+  // ---- reading -----------------------------------------------------------------------------------------------
+
+  private onPacket(packet: Packet): void {
+    if (this.state === 'closed') return;
+    if (this.state === 'awaitingConnect') {
+      if (packet.cmd !== 'connect') {
+        // [MQTT-3.1.0-1]: the first packet must be CONNECT.
+        this.close(`first packet was ${packet.cmd}, not CONNECT`, 'warn');
+        return;
+      }
+      clearTimeout(this.connectTimer);
+      this.connectTimer = undefined;
+      this.state = 'authenticating';
+      this.backlog = [];
+      this.setPaused(PauseReasons.authentication, true);
+      handleConnect(this, packet).catch((error: unknown) => {
+        this.logger.error({ err: error, ...this.describe() }, 'mqtt CONNECT handling failed');
+        this.close('internal error during CONNECT', 'error');
+      });
+      return;
+    }
+    if (this.state === 'authenticating') {
+      this.backlog?.push(packet);
+      return;
+    }
+    this.dispatch(packet);
+  }
+
+  private dispatch(packet: Packet): void {
+    switch (packet.cmd) {
+      case 'publish':
+        handlePublish(this, packet);
+        return;
+      case 'puback':
+        handlePuback(this, packet);
+        return;
+      case 'subscribe':
+        handleSubscribe(this, packet);
+        return;
+      case 'unsubscribe':
+        handleUnsubscribe(this, packet);
+        return;
+      case 'pingreq':
+        handlePingreq(this);
+        return;
+      case 'disconnect':
+        handleDisconnect(this);
+        return;
+      case 'connect':
+        // [MQTT-3.1.0-2]: a second CONNECT is a protocol violation.
+        this.close('second CONNECT', 'warn');
+        return;
+      default:
+        // PUBREC/PUBREL/PUBCOMP (QoS 2, which IoT Hub does not support, §2.3) and server-to-client packets.
+        this.close(`unexpected ${packet.cmd} packet`, 'warn');
+    }
+  }
+
+  /**
+   * Called by the CONNECT handler after CONNACK 0: the session is live. Starts the keep-alive and token expiry
+   * timers and processes the packets that arrived meanwhile.
+   */
+  accept(identity: SessionIdentity, keepAliveSeconds: number, expiresAtMs: number | undefined): void {
+    this.identity = identity;
+    this.state = 'connected';
+    this.armKeepAlive(keepAliveSeconds);
+    if (expiresAtMs !== undefined) this.armExpiry(expiresAtMs);
+    this.unsubscribeEvict = this.core.context.bus.subscribe(
+      this.core.context.hubName,
+      `session.evict.${identity.key}`,
+      (payload) => {
+        const notice = payload as { sessionId?: unknown } | null;
+        if (notice?.sessionId !== this.id) this.evict();
+      },
+    );
+    const backlog = this.backlog ?? [];
+    this.backlog = undefined;
+    this.setPaused(PauseReasons.authentication, false);
+    for (const packet of backlog) {
+      if (this.state !== 'connected') return;
+      this.dispatch(packet);
+    }
+  }
+
+  /** Closes this session because a newer one of the same identity connected (IoT Hub 400027, §2.1). */
+  evict(): void {
+    if (this.state === 'closed') return;
+    this.evicted = true;
+    this.close('evicted by a newer connection of the same identity', 'info');
+  }
+
+  /** Counts a telemetry append in flight; reading pauses at the session's bound. */
+  appendStarted(): void {
+    this.pendingAppends += 1;
+    if (this.pendingAppends >= this.head.settings.maxPendingAppends) this.setPaused(PauseReasons.appends, true);
+  }
+
+  /** An append finished (either way). */
+  appendFinished(): void {
+    this.pendingAppends -= 1;
+    if (this.pendingAppends <= this.head.settings.maxPendingAppends >> 1) this.setPaused(PauseReasons.appends, false);
+  }
+
+  private setPaused(reason: number, on: boolean): void {
+    const before = this.pauses;
+    this.pauses = on ? this.pauses | reason : this.pauses & ~reason;
+    if (this.state === 'closed') return;
+    if (before === 0 && this.pauses !== 0) this.socket.pause();
+    else if (before !== 0 && this.pauses === 0) this.socket.resume();
+  }
+
+  // ---- writing -----------------------------------------------------------------------------------------------
+
+  /** Writes encoded bytes; pauses reading while the write buffer is over its bound. */
+  write(bytes: Buffer): void {
+    if (this.state === 'closed') return;
+    this.socket.write(bytes);
+    if (this.socket.writableLength > this.head.settings.writeHighWaterBytes) this.setPaused(PauseReasons.writes, true);
+  }
+
+  /**
+   * Marks a telemetry append of a QoS 1 PUBLISH durable and writes every PUBACK that may now go out, in arrival
+   * order, as one write.
+   */
+  acknowledge(ticket: number): void {
+    let ids: number[] | undefined;
+    let single = -1;
+    this.acks.complete(ticket, (packetId) => {
+      if (single < 0) {
+        single = packetId;
+        return;
+      }
+      ids ??= [single];
+      ids.push(packetId);
+    });
+    if (this.state === 'closed') return;
+    if (ids === undefined) {
+      if (single >= 0) this.write(pubackOf(single));
+      return;
+    }
+    const bytes = Buffer.allocUnsafe(ids.length * 4);
+    for (let i = 0; i < ids.length; i++) writePuback(bytes, i * 4, ids[i] as number);
+    this.write(bytes);
+  }
+
+  /** Encodes and writes a packet. */
+  send(packet: Packet): void {
+    this.write(generate(packet));
+  }
+
+  /** Publishes to the device (QoS 0 unless a packet id is given, then QoS 1). */
+  publish(topic: string, payload: Buffer | string, messageId?: number): void {
+    if (messageId === undefined) {
+      this.send({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false });
+    } else {
+      this.send({ cmd: 'publish', topic, payload, qos: 1, retain: false, dup: false, messageId });
+    }
+  }
+
+  /** Whether the socket's write buffer is over its bound (deliveries should wait for {@link whenWritable}). */
+  get congested(): boolean {
+    return this.socket.writableLength > this.head.settings.writeHighWaterBytes;
+  }
+
+  /** Resolves when the write buffer is under its bound, or the session closed. */
+  whenWritable(): Promise<void> {
+    if (!this.congested || this.state === 'closed') return Promise.resolve();
+    return new Promise((resolve) => this.drainWaiters.push(resolve));
+  }
+
+  private onDrain(): void {
+    this.setPaused(PauseReasons.writes, false);
+    const waiters = this.drainWaiters;
+    this.drainWaiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  // ---- timers ------------------------------------------------------------------------------------------------
+
+  /**
+   * Keep-alive: the hub drops a connection silent for 1.5 × the client's keep-alive [MQTT-3.1.2-24], capped at
+   * 1767 s (protocol-device.md §2.2, §7); 0 means no keep-alive. One timer per session, re-armed only when it
+   * fires (not on every packet): `lastReceived` is a number written per data chunk.
+   */
+  private armKeepAlive(seconds: number): void {
+    if (seconds <= 0) return;
+    this.keepAliveMs = Math.min(seconds * 1500, Limits.mqttKeepAliveMaxSeconds * 1000);
+    const check = (): void => {
+      const idle = Date.now() - this.lastReceived;
+      if (idle >= this.keepAliveMs) {
+        this.close(`keep-alive expired (${Math.round(idle / 1000)} s silent)`, 'debug');
+        return;
+      }
+      this.keepAliveTimer = setTimeout(check, this.keepAliveMs - idle);
+    };
+    this.keepAliveTimer = setTimeout(check, this.keepAliveMs);
+  }
+
+  /** Closes the connection when its SAS token expires (IoT Hub severs it, protocol-device.md §1.3). */
+  private armExpiry(expiresAtMs: number): void {
+    const check = (): void => {
+      const left = expiresAtMs - Date.now();
+      if (left <= 0) {
+        this.close('SAS token expired', 'info');
+        return;
+      }
+      this.expiryTimer = setTimeout(check, Math.min(left, maxTimerMs));
+    };
+    const left = expiresAtMs - Date.now();
+    this.expiryTimer = setTimeout(check, Math.max(0, Math.min(left, maxTimerMs)));
+  }
+
+  // ---- closing -----------------------------------------------------------------------------------------------
+
+  /**
+   * Refuses a CONNECT: CONNACK with the return code, then closes ([MQTT-3.2.2-5]). Logged as a warning with the
+   * reason (never credentials).
+   */
+  refuse(returnCode: 1 | 2 | 3 | 4 | 5, reason: string, fields: Record<string, unknown> = {}): void {
+    if (this.state === 'closed') return;
+    this.logger.warn({ ...this.describe(), ...fields, returnCode, reason }, 'mqtt connection refused');
+    this.closeReason = reason;
+    this.state = 'closed';
+    this.socket.end(generate({ cmd: 'connack', returnCode, sessionPresent: false }));
+    // A peer that never reads must not keep the socket half-open.
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+    this.cleanup();
+  }
+
+  /** Closes the connection (idempotent). Protocol violations are logged at warn, as the brief asks. */
+  close(reason: string, level: 'debug' | 'info' | 'warn' | 'error' = 'debug'): void {
+    if (this.state === 'closed') return;
+    this.closeReason = reason;
+    this.logger[level]({ ...this.describe(), reason }, 'mqtt connection closed');
+    this.state = 'closed';
+    this.socket.destroy();
+    this.cleanup();
+  }
+
+  private onClose(): void {
+    if (this.state !== 'closed') {
+      this.state = 'closed';
+      this.logger.debug({ ...this.describe(), clean: this.cleanDisconnect }, 'mqtt connection ended by peer');
+      this.cleanup();
+    }
+  }
+
+  private cleaned = false;
+
+  private cleanup(): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    clearTimeout(this.connectTimer);
+    clearTimeout(this.keepAliveTimer);
+    clearTimeout(this.expiryTimer);
+    this.unsubscribeEvict?.();
+    this.acks.clear();
+    this.backlog = undefined;
+    this.desired?.stop();
+    this.methods?.stop();
+    this.cloudToDevice?.stop();
+    this.onDrain();
+    this.head.closed(this, this.finish());
+  }
+
+  /** Reports the disconnect, only if this session is still the identity's current one. */
+  private async finish(): Promise<void> {
+    const identity = this.identity;
+    if (!identity || this.evicted || !this.head.isCurrent(this)) return;
+    this.head.release(this);
+    const { core } = this;
+    const ids = { deviceId: identity.deviceId, moduleId: identity.moduleId };
+    await this.head.serialize(identity.key, async () => {
+      if (!this.connectReported) return;
+      await core.registry.setConnectionState(identity.deviceId, identity.moduleId, false);
+      await core.events.connectionState('deviceDisconnected', ids);
+    });
+    this.logger.debug({ ...this.describe(), reason: this.closeReason }, 'mqtt session ended');
+  }
+}
+
+function writePuback(target: Buffer, offset: number, packetId: number): void {
+  target[offset] = 0x40;
+  target[offset + 1] = 0x02;
+  target.writeUInt16BE(packetId, offset + 2);
+}
+
+function pubackOf(packetId: number): Buffer {
+  const bytes = Buffer.allocUnsafe(4);
+  writePuback(bytes, 0, packetId);
+  return bytes;
+}
+
+interface ParserInternals {
+  packet: { length: number };
+  _parseLength(): boolean;
+  _emitError(error: Error): void;
+}
+
+/**
+ * mqtt-packet has no maximum packet size: it buffers whatever length the header announces. Check the length as
+ * soon as it is parsed, so an oversized packet closes the connection before its body is buffered.
+ */
+function limitPacketSize(parser: ReturnType<typeof createParser>, maxBytes: number): void {
+  const internals = parser as unknown as ParserInternals;
+  const parseLength = internals._parseLength;
+  internals._parseLength = function parseLengthWithLimit(this: ParserInternals): boolean {
+    const complete = parseLength.call(this);
+    if (complete && this.packet.length > maxBytes) {
+      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${maxBytes}`));
+      return false;
+    }
+    return complete;
+  };
+}
