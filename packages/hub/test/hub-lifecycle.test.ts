@@ -19,7 +19,7 @@ describe('hub lifecycle', () => {
     const hubJson = JSON.parse(readFileSync(join(dataDir, 'hub.json'), 'utf8'));
     expect(hubJson).toEqual({
       hostName: 'localhost',
-      ports: { mqtt: null, amqp: null, https: first.info.ports.https },
+      ports: { mqtt: first.info.ports.mqtt, amqp: null, https: first.info.ports.https },
       caCertificate: join(dataDir, 'tls', 'ca.pem'),
       serviceConnectionString: expect.stringMatching(
         /^HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=.+=$/,
