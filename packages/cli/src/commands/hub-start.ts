@@ -69,6 +69,7 @@ function summary(info: HubInfo, dataDir: string): string {
     `Fieldhub is running as ${info.hostName}`,
     `  HTTPS (service REST API)   https://${https}`,
     `  MQTT                       ${info.ports.mqtt === null ? 'not served by this build yet' : `mqtts://${info.hostName}:${info.ports.mqtt}`}`,
+    `  MQTT over WebSockets       ${info.ports.mqtt === null ? 'not served by this build yet' : `wss://${https}/$iothub/websocket`}`,
     `  AMQP                       ${info.ports.amqp === null ? 'not served by this build yet' : `amqps://${info.hostName}:${info.ports.amqp}`}`,
     `  data                       ${dataDir}`,
     `  CA certificate             ${info.caCertificate}`,
