@@ -1,5 +1,11 @@
 import { connect as tlsConnect } from 'node:tls';
-import { createSasToken } from '@fieldhub/auth';
+import {
+  certificateThumbprint,
+  createRootCa,
+  createSasToken,
+  createSelfSignedCertificate,
+  issueDeviceCertificate,
+} from '@fieldhub/auth';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import pino from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -373,6 +379,120 @@ describe('MQTT device head', () => {
     await client.endAsync();
   });
 
+  it('connects a module with its own key; its telemetry carries the module id; C2D is refused to it', async () => {
+    await createDevice('moddev');
+    const created = await testHub.request('PUT', '/devices/moddev/modules/m1', {
+      body: { deviceId: 'moddev', moduleId: 'm1' },
+    });
+    expect(created.status).toBeLessThan(300);
+    const key = (created.json as { authentication: { symmetricKey: { primaryKey: string } } }).authentication
+      .symmetricKey.primaryKey;
+    const token = await createSasToken({ resourceUri: 'localhost/devices/moddev/modules/m1', key });
+    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${testHub.info.ports.mqtt}`, {
+      ...options('moddev/m1', token),
+      username: 'localhost/moddev/m1/?api-version=2021-04-12',
+    });
+    clients.push(client);
+    await client.publishAsync('devices/moddev/modules/m1/messages/events/%24.on=out1', 'from module', { qos: 1 });
+    const [event] = await endpointEvents((e) => e.deviceId === 'moddev' && e.source === 'Telemetry');
+    expect(event?.moduleId).toBe('m1');
+    expect(event?.systemProperties['iothub-outputname']).toBe('out1');
+    // SUBACK failure (0x80) for that filter, which MQTT.js reports as an error; the connection stays.
+    await expect(client.subscribeAsync('devices/moddev/messages/devicebound/#', { qos: 1 })).rejects.toThrow(
+      /Subscribe error/,
+    );
+    expect(client.connected).toBe(true);
+    // The module key does not open the device.
+    expect(await refusalCode(options('moddev', token))).toBe(5);
+    await client.endAsync();
+  });
+
+  it('authenticates a selfSigned device by the thumbprint of its TLS client certificate, over TLS and WebSockets', async () => {
+    const self = await createSelfSignedCertificate({ commonName: 'x509self' });
+    const other = await createSelfSignedCertificate({ commonName: 'x509self' });
+    await createDevice('x509self', {
+      authentication: {
+        type: 'selfSigned',
+        x509Thumbprint: {
+          primaryThumbprint: certificateThumbprint(self.certificate, 'sha1'),
+          secondaryThumbprint: null,
+        },
+      },
+    });
+    const tlsOptions = { cert: self.certificate, key: self.privateKey };
+    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${testHub.info.ports.mqtt}`, {
+      ...options('x509self', undefined),
+      ...tlsOptions,
+    });
+    await client.publishAsync('devices/x509self/messages/events/', 'x509', { qos: 1 });
+    const [event] = await endpointEvents((e) => e.deviceId === 'x509self' && e.source === 'Telemetry');
+    expect(String(event?.systemProperties['iothub-connection-auth-method'])).toContain('"type":"x509"');
+    await client.endAsync();
+
+    const overWebSockets = await mqtt.connectAsync(`wss://127.0.0.1:${testHub.info.ports.https}/$iothub/websocket`, {
+      ...options('x509self', undefined),
+      ...tlsOptions,
+      wsOptions: { ca: testHub.ca, servername: 'localhost', ...tlsOptions },
+    });
+    await overWebSockets.endAsync();
+
+    expect(
+      await refusalCode({ ...options('x509self', undefined), cert: other.certificate, key: other.privateKey }),
+    ).toBe(5);
+    expect(await refusalCode(options('x509self', undefined))).toBe(5);
+  });
+
+  it('authenticates a certificateAuthority device by a chain to a verified CA with CN = device id', async () => {
+    const root = await createRootCa({ commonName: 'MQTT head test root' });
+    const upload = await testHub.request('PUT', '/fieldhub/certificates/mqtt-test-root', {
+      body: { certificate: root.certificate, isVerified: true },
+    });
+    expect(upload.status).toBeLessThan(300);
+    await createDevice('x509ca', { authentication: { type: 'certificateAuthority' } });
+    const leaf = await issueDeviceCertificate({ issuer: root, deviceId: 'x509ca' });
+    const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${testHub.info.ports.mqtt}`, {
+      ...options('x509ca', undefined),
+      cert: leaf.certificate,
+      key: leaf.privateKey as string,
+    });
+    await client.endAsync();
+
+    const wrongName = await issueDeviceCertificate({ issuer: root, deviceId: 'someone-else' });
+    expect(
+      await refusalCode({
+        ...options('x509ca', undefined),
+        cert: wrongName.certificate,
+        key: wrongName.privateKey as string,
+      }),
+    ).toBe(5);
+    const stranger = await createRootCa({ commonName: 'not uploaded' });
+    const untrusted = await issueDeviceCertificate({ issuer: stranger, deviceId: 'x509ca' });
+    expect(
+      await refusalCode({
+        ...options('x509ca', undefined),
+        cert: untrusted.certificate,
+        key: untrusted.privateKey as string,
+      }),
+    ).toBe(5);
+  });
+
+  it('closes a connection that publishes with QoS 2', async () => {
+    await createDevice('qos2');
+    const client = await connectDevice('qos2');
+    const gone = closed(client);
+    client.publish('devices/qos2/messages/events/', 'two', { qos: 2 });
+    await gone;
+  });
+
+  it('closes a connection whose packet announces more than the size limit, before its body arrives', async () => {
+    await createDevice('big1');
+    const raw = await rawConnect('big1');
+    const length = 400 * 1024;
+    const header = Buffer.from([0x30, (length & 0x7f) | 0x80, ((length >> 7) & 0x7f) | 0x80, length >> 14]);
+    raw.write(Buffer.concat([header, Buffer.alloc(1024)]));
+    await new Promise<void>((resolve) => raw.once('close', () => resolve()));
+  });
+
   describe('with short timers', () => {
     let head: MqttHead;
     let port: number;
@@ -383,7 +503,7 @@ describe('MQTT device head', () => {
         tls,
         logger: pino({ level: 'silent' }),
         metrics: createMetrics(),
-        settings: { connectTimeoutMs: 300, clockSkewSeconds: 0 },
+        settings: { connectTimeoutMs: 300, clockSkewSeconds: 0, maxPendingAppends: 4 },
       });
       port = await head.listen(0, '127.0.0.1');
     });
@@ -405,6 +525,22 @@ describe('MQTT device head', () => {
       const socket = tlsConnect({ host: '127.0.0.1', port, ca: testHub.ca, servername: 'localhost' });
       await new Promise<void>((resolve) => socket.once('secureConnect', () => resolve()));
       await new Promise<void>((resolve) => socket.once('close', () => resolve()));
+    });
+
+    it('pauses reading at the pending-append bound and still acknowledges everything in order', async () => {
+      await createDevice('paced1');
+      const client = await mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, options('paced1', await tokenFor('paced1')));
+      clients.push(client);
+      await Promise.all(
+        Array.from({ length: 100 }, (_, i) =>
+          client.publishAsync('devices/paced1/messages/events/', `p${i}`, { qos: 1 }),
+        ),
+      );
+      const bodies = (await endpointEvents((e) => e.deviceId === 'paced1' && e.source === 'Telemetry')).map((e) =>
+        Buffer.from(e.body).toString(),
+      );
+      expect(bodies).toEqual(Array.from({ length: 100 }, (_, i) => `p${i}`));
+      await client.endAsync();
     });
 
     it('enforces 1.5 times the keep-alive', async () => {

@@ -11,20 +11,13 @@
  * alike to UnauthorizedError.
  */
 import type { DetailedPeerCertificate } from 'node:tls';
-import {
-  derToPem,
-  matchesThumbprint,
-  parseSasToken,
-  type SasToken,
-  verifyCertificateChain,
-  verifySasToken,
-} from '@fieldhub/auth';
+import { derToPem, matchesThumbprint, parseSasToken, type SasToken, verifySasToken } from '@fieldhub/auth';
 import { isValidDeviceId, isValidModuleId, parseMqttUsername } from '@fieldhub/protocol';
 import type { IConnectPacket } from 'mqtt-packet';
 import type { HubCore } from '../../core/hub-core';
 import type { DeviceRecord, ModuleRecord } from '../../core/registry-records';
 import type { ConnectionAuthMethod } from '../../core/telemetry';
-import type { SessionIdentity, VerifiedCertificateSource } from './session';
+import type { CertificateChainAuthenticator, SessionIdentity } from './session';
 
 /** The outcome of {@link authenticateConnect}. */
 export type ConnectAuthentication =
@@ -41,7 +34,7 @@ export interface AuthenticateOptions {
   readonly core: HubCore;
   /** The TLS client certificate with its chain, if any. */
   readonly peerCertificate: DetailedPeerCertificate | undefined;
-  readonly certificateAuthorities: VerifiedCertificateSource | undefined;
+  readonly certificateAuthorities: CertificateChainAuthenticator;
   readonly clockSkewSeconds: number;
 }
 
@@ -181,18 +174,13 @@ async function authenticateCertificate(
       }
       return { ok: true, identity, expiresAtMs: undefined };
     }
-    const trusted = (await options.certificateAuthorities?.verifiedCertificates()) ?? [];
-    if (trusted.length === 0) return refuse(5, 'no verified CA certificate is registered');
-    const chain = verifyCertificateChain({
-      certificate: leaf,
-      intermediates: intermediatesOf(peer),
-      trustedCertificates: trusted,
-      now: new Date(options.core.context.now()),
-      extendedKeyUsage: 'clientAuth',
-    });
-    // §6: CN = device id; for a module, CN = module id (UNCONFIRMED), and `deviceId/moduleId` is accepted too.
-    const expected = moduleId === undefined ? [deviceId] : [moduleId, `${deviceId}/${moduleId}`];
-    if (!expected.includes(chain.commonName)) return refuse(5, 'client certificate CN does not name the identity');
+    // §6, shared with every head: the chain reaches a verified CA and the leaf's CN names the identity. For a
+    // module the CN is its module id (UNCONFIRMED in the reference).
+    const check = await options.certificateAuthorities.authenticateDevice(moduleId ?? deviceId, [
+      leaf,
+      ...intermediatesOf(peer),
+    ]);
+    if (!check.ok) return refuse(5, `client certificate refused: ${check.reason}`);
     return { ok: true, identity, expiresAtMs: undefined };
   } catch (error) {
     return refuse(5, `client certificate refused: ${(error as Error).message}`);

@@ -18,11 +18,11 @@ import { createWebSocketStream, WebSocketServer } from 'ws';
 import type { HubCore } from '../../core/hub-core';
 import type { HubMetrics } from '../../metrics';
 import {
+  type CertificateChainAuthenticator,
   type MqttHeadContext,
   MqttSession,
   type MqttSessionSettings,
   type TransportInfo,
-  type VerifiedCertificateSource,
 } from './session';
 
 /** The WebSocket path of IoT Hub (§2.1); a query string (Java's `?iothub-no-client-cert=true`) is ignored. */
@@ -34,11 +34,8 @@ export interface MqttHeadOptions {
   readonly tls: { readonly cert: string; readonly key: string };
   readonly logger: Logger;
   readonly metrics: HubMetrics;
-  /**
-   * Verified CAs for `certificateAuthority` devices. Defaults to `core.certificateAuthorities` when the core has
-   * one; without it such devices are refused.
-   */
-  readonly certificateAuthorities?: VerifiedCertificateSource | undefined;
+  /** Checks chains of `certificateAuthority` devices; default `core.certificateAuthorities`. */
+  readonly certificateAuthorities?: CertificateChainAuthenticator | undefined;
   /** Tunables; see {@link defaultMqttSessionSettings}. */
   readonly settings?: Partial<MqttSessionSettings> | undefined;
 }
@@ -69,8 +66,6 @@ export interface MqttHead {
   close(): Promise<void>;
 }
 
-type CoreWithCertificateAuthorities = HubCore & { readonly certificateAuthorities?: VerifiedCertificateSource };
-
 /** Creates the MQTT head over the core. Nothing listens until `listen` / `handleUpgrade`. */
 export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHead {
   const settings: MqttSessionSettings = { ...defaultMqttSessionSettings, ...options.settings };
@@ -93,9 +88,7 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
     core,
     logger,
     settings,
-    get certificateAuthorities() {
-      return options.certificateAuthorities ?? (core as CoreWithCertificateAuthorities).certificateAuthorities;
-    },
+    certificateAuthorities: options.certificateAuthorities ?? core.certificateAuthorities,
     claim(session) {
       const key = session.identity?.key;
       if (key === undefined) return;

@@ -15,6 +15,7 @@ import type { DetailedPeerCertificate } from 'node:tls';
 import { Limits } from '@fieldhub/protocol';
 import { parser as createParser, generate, type Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';
+import type { CertificateAuthorities } from '../../core/certificate-authorities';
 import type { HubCore } from '../../core/hub-core';
 import type { ConnectionAuthMethod } from '../../core/telemetry';
 import { AckQueue } from './ack-queue';
@@ -41,11 +42,8 @@ export interface SessionIdentity {
   readonly generationId: string;
 }
 
-/** Source of the hub's verified CA certificates (`core.certificateAuthorities`). */
-export interface VerifiedCertificateSource {
-  /** PEM certificates of every CA that passed proof of possession. */
-  verifiedCertificates(): Promise<string[]>;
-}
+/** Checks a client certificate chain against the hub's verified CAs (`core.certificateAuthorities` does). */
+export type CertificateChainAuthenticator = Pick<CertificateAuthorities, 'authenticateDevice'>;
 
 /** Tunables of the head; defaults in `mqtt-head.ts`. */
 export interface MqttSessionSettings {
@@ -70,8 +68,8 @@ export interface MqttHeadContext {
   readonly core: HubCore;
   readonly logger: Logger;
   readonly settings: MqttSessionSettings;
-  /** Verified CAs for `certificateAuthority` devices; absent until the hub has a CA service. */
-  readonly certificateAuthorities: VerifiedCertificateSource | undefined;
+  /** Checks chains of `certificateAuthority` devices. */
+  readonly certificateAuthorities: CertificateChainAuthenticator;
   /** Makes `session` the current one of its identity, evicting an older session ([§2.1]). */
   claim(session: MqttSession): void;
   /** Whether `session` is still the current one of its identity. */
