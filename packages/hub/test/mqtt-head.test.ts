@@ -476,6 +476,28 @@ describe('MQTT device head', () => {
     ).toBe(5);
   });
 
+  it('forwards the will as telemetry on an unclean disconnect, and not on a clean one', async () => {
+    await createDevice('will1');
+    const will = {
+      topic: 'devices/will1/messages/events/reason=lost',
+      payload: Buffer.from('gone'),
+      qos: 1 as const,
+      retain: false,
+    };
+    const clean = await connectDevice('will1', { will });
+    await clean.endAsync();
+    const unclean = await connectDevice('will1', { will });
+    unclean.stream.destroy();
+    await expect
+      .poll(async () => (await endpointEvents((e) => e.deviceId === 'will1' && e.source === 'Telemetry')).length)
+      .toBe(1);
+    const [event] = await endpointEvents((e) => e.deviceId === 'will1' && e.source === 'Telemetry');
+    expect(Buffer.from(event?.body ?? []).toString()).toBe('gone');
+    expect(event?.properties).toEqual({ reason: 'lost', 'iothub-MessageType': 'Will' });
+    const elsewhere = { ...will, topic: 'devices/victim1/messages/events/' };
+    expect(await refusalCode(options('will1', await tokenFor('will1'), { will: elsewhere }))).toBe(5);
+  });
+
   it('closes a connection that publishes with QoS 2', async () => {
     await createDevice('qos2');
     const client = await connectDevice('qos2');

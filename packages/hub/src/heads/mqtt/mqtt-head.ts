@@ -19,6 +19,7 @@ import type { HubCore } from '../../core/hub-core';
 import type { HubMetrics } from '../../metrics';
 import {
   type CertificateChainAuthenticator,
+  hubStopping,
   type MqttHeadContext,
   MqttSession,
   type MqttSessionSettings,
@@ -209,7 +210,7 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
     close() {
       closing ??= (async () => {
         const stopped = server ? new Promise<void>((resolve) => server?.close(() => resolve())) : Promise.resolve();
-        for (const session of [...open]) session.close('hub stopping', 'debug');
+        for (const session of [...open]) session.close(hubStopping, 'debug');
         webSockets.close();
         await Promise.allSettled([...cleanups]);
         await stopped;

@@ -12,7 +12,7 @@
 
 import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate } from 'node:tls';
-import { Limits } from '@fieldhub/protocol';
+import { Limits, type MessageSystemProperties } from '@fieldhub/protocol';
 import { parser as createParser, generate, type Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';
 import type { CertificateAuthorities } from '../../core/certificate-authorities';
@@ -29,6 +29,7 @@ import { handlePublish } from './handlers/publish';
 import { handleSubscribe } from './handlers/subscribe';
 import { handleUnsubscribe } from './handlers/unsubscribe';
 import type { MethodResponder } from './method-responder';
+import { endpointInput } from './telemetry-ingest';
 
 /** Who the session authenticated as. */
 export interface SessionIdentity {
@@ -96,6 +97,9 @@ export interface TransportInfo {
 /** Session states. */
 export type SessionState = 'awaitingConnect' | 'authenticating' | 'connected' | 'closed';
 
+/** The close reason of sessions ended by the hub's shutdown (no will then: the store is closing). */
+export const hubStopping = 'hub stopping';
+
 // Reasons to stop reading the socket (a bit mask: reading resumes when none holds).
 const PauseReasons = { authentication: 1, appends: 2, writes: 4 } as const;
 
@@ -114,6 +118,8 @@ export class MqttSession {
   evicted = false;
   /** Set once the connect was reported (registry + event): only then is a disconnect reported. */
   connectReported = false;
+  /** The will message of the CONNECT, validated as the identity's own telemetry (§2.2). */
+  will: { body: Buffer; properties: Record<string, string>; systemProperties: MessageSystemProperties } | undefined;
   /** Whether the client sent DISCONNECT (a clean close). */
   cleanDisconnect = false;
   /** PUBACKs owed for QoS 1 telemetry, in arrival order. */
@@ -444,6 +450,14 @@ export class MqttSession {
   /** Reports the disconnect, only if this session is still the identity's current one. */
   private async finish(): Promise<void> {
     const identity = this.identity;
+    if (identity && this.will && !this.cleanDisconnect && this.closeReason !== hubStopping) {
+      // §2.2: on an unclean disconnect the hub forwards the will as telemetry marked `iothub-MessageType=Will`.
+      const { body, properties, systemProperties } = this.will;
+      const input = endpointInput(identity, body, { ...properties, 'iothub-MessageType': 'Will' }, systemProperties);
+      await this.core.telemetry
+        .append(input)
+        .catch((error: unknown) => this.logger.error({ err: error, ...this.describe() }, 'will append failed'));
+    }
     if (!identity || this.evicted || !this.head.isCurrent(this)) return;
     this.head.release(this);
     const { core } = this;

@@ -6,7 +6,7 @@
 import { Limits, type MessageSystemProperties } from '@fieldhub/protocol';
 import type { IPublishPacket } from 'mqtt-packet';
 import type { EndpointMessageInput } from '../../core/telemetry';
-import type { MqttSession } from './session';
+import type { MqttSession, SessionIdentity } from './session';
 
 // System properties with no field of their own in the endpoint travel as annotations: the names Azure stamps on
 // the built-in endpoint where they exist (§2.5, protocol-service.md §4.3), else the wire key itself.
@@ -33,22 +33,13 @@ function messageSize(body: Buffer, properties: Record<string, string>, system: M
   return size;
 }
 
-/** Appends one telemetry message and acknowledges it when durable. */
-export function ingestTelemetry(
-  session: MqttSession,
-  packet: IPublishPacket,
+/** The built-in endpoint message for telemetry of `identity`, stamped with how it authenticated (§7). */
+export function endpointInput(
+  identity: SessionIdentity,
   body: Buffer,
   properties: Record<string, string>,
   system: MessageSystemProperties,
-): void {
-  const identity = session.identity;
-  if (!identity) return;
-  if (messageSize(body, properties, system) > Limits.telemetryMessageMaxBytes) {
-    session.close('telemetry message over 256 KB (§7)', 'warn');
-    return;
-  }
-  // §2.3: RETAIN is not stored; the hub marks the message instead.
-  if (packet.retain) properties['mqtt-retain'] = 'true';
+): EndpointMessageInput {
   let annotations: Record<string, string> | undefined;
   for (const key in system) {
     const name = annotationNames[key as keyof MessageSystemProperties];
@@ -56,7 +47,7 @@ export function ingestTelemetry(
     annotations ??= {};
     annotations[name] = system[key as keyof MessageSystemProperties] as string;
   }
-  const input: EndpointMessageInput = {
+  return {
     deviceId: identity.deviceId,
     moduleId: identity.moduleId,
     body,
@@ -70,6 +61,34 @@ export function ingestTelemetry(
     authGenerationId: identity.generationId,
     annotations,
   };
+}
+
+/** Checks the size limit of a telemetry message (§7). */
+export function withinTelemetryLimit(
+  body: Buffer,
+  properties: Record<string, string>,
+  system: MessageSystemProperties,
+): boolean {
+  return messageSize(body, properties, system) <= Limits.telemetryMessageMaxBytes;
+}
+
+/** Appends one telemetry message and acknowledges it when durable. */
+export function ingestTelemetry(
+  session: MqttSession,
+  packet: IPublishPacket,
+  body: Buffer,
+  properties: Record<string, string>,
+  system: MessageSystemProperties,
+): void {
+  const identity = session.identity;
+  if (!identity) return;
+  if (!withinTelemetryLimit(body, properties, system)) {
+    session.close('telemetry message over 256 KB (§7)', 'warn');
+    return;
+  }
+  // §2.3: RETAIN is not stored; the hub marks the message instead.
+  if (packet.retain) properties['mqtt-retain'] = 'true';
+  const input = endpointInput(identity, body, properties, system);
   const ticket = packet.qos === 1 && packet.messageId !== undefined ? session.acks.push(packet.messageId) : -1;
   session.appendStarted();
   session.core.telemetry.append(input).then(

@@ -6,6 +6,8 @@
 import type { IConnectPacket } from 'mqtt-packet';
 import { authenticateConnect } from '../authenticate';
 import type { MqttSession } from '../session';
+import { withinTelemetryLimit } from '../telemetry-ingest';
+import { routePublish } from '../topic-authorization';
 
 /** Handles the first packet of a connection. */
 export async function handleConnect(session: MqttSession, packet: IConnectPacket): Promise<void> {
@@ -28,6 +30,16 @@ export async function handleConnect(session: MqttSession, packet: IConnectPacket
     return;
   }
   const { identity } = result;
+  if (packet.will) {
+    // §2.2: a will is telemetry of the identity itself, sent by the hub on an unclean disconnect.
+    const route = routePublish(packet.will.topic, identity);
+    const body = typeof packet.will.payload === 'string' ? Buffer.from(packet.will.payload) : packet.will.payload;
+    if (route.kind !== 'telemetry' || !withinTelemetryLimit(body, route.properties, route.systemProperties)) {
+      session.refuse(5, 'the will topic is not the telemetry topic of the identity', { clientId: packet.clientId });
+      return;
+    }
+    session.will = { body, properties: route.properties, systemProperties: route.systemProperties };
+  }
   session.identity = identity;
   head.claim(session);
   // Tell other hub processes too (a later multi-process hub): their session of this identity closes.
