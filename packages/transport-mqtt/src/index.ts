@@ -8,8 +8,8 @@
  *
  * @example
  * ```ts
- * import { createDeviceClient } from '@fieldhub/device';
  * import { mqtt } from '@fieldhub/transport-mqtt';
+ * // createDeviceClient from @fieldhub/device (which uses mqtt() by default):
  * const client = await createDeviceClient({ connectionString, transport: mqtt({ webSockets: true }) });
  * await client.sendTelemetry({ body: JSON.stringify({ temperature: 21.5 }) });
  * ```
