@@ -66,8 +66,19 @@ export interface CredentialProvider {
   readonly gatewayHostName?: string;
   /** 'sas' providers produce tokens that expire; 'x509' providers do not. */
   readonly kind: 'sas' | 'x509';
-  /** Credentials valid for at least a while; a SAS provider makes a fresh token when the last one nears expiry. */
-  getCredentials(options?: { readonly signal?: AbortSignal }): Promise<TransportCredentials>;
+  /**
+   * How many seconds before `sasTokenExpiresAt` the connection manager asks for a new token (and a caching
+   * provider stops handing out the old one). Default 900 (reference §1.3). Optional; 'x509' providers omit it.
+   */
+  readonly renewalMarginSeconds?: number;
+  /**
+   * Credentials valid for at least a while; a SAS provider makes a fresh token when the last one nears expiry
+   * (within `renewalMarginSeconds`), or when `refresh` is set (the hub refused the last one).
+   */
+  getCredentials(options?: {
+    readonly signal?: AbortSignal;
+    readonly refresh?: boolean;
+  }): Promise<TransportCredentials>;
 }
 
 /** Options of one connection attempt. */
