@@ -320,6 +320,10 @@ export class MqttTransport implements Transport {
       connection.client.stream?.destroy();
     } else if (connection.state === 'open') {
       this.#rejectInFlight(connection, new ConnectionError('the transport was disconnected'));
+      // MQTT.js sends DISCONNECT only once nothing awaits a PUBACK; what is in flight was just rejected.
+      for (const messageId of Object.keys(connection.client.outgoing)) {
+        connection.client.removeOutgoingMessage(Number(messageId));
+      }
       const force = setTimeout(() => connection.client.stream?.destroy(), disconnectGraceMs);
       connection.client.end(false);
       await connection.closed;
@@ -578,10 +582,13 @@ export class MqttTransport implements Transport {
       existing ??
       this.#operation<void>(undefined, this.#operationTimeoutMs(), (open, settle) => {
         open.client.subscribe(filter, { qos }, (error, granted) => {
-          if (error) {
-            settle.reject(new ConnectionError(`SUBSCRIBE ${filter} failed: ${error.message}`, { cause: error }));
-          } else if (granted?.[0]?.qos === 128) {
+          // MQTT.js reports a SUBACK failure code (0x80, [MQTT-3.9.3]) as an error carrying the SUBACK packet.
+          const suback = (error as { packet?: { granted?: unknown[] } } | null)?.packet;
+          const refused = granted?.[0]?.qos === 0x80 || suback?.granted?.[0] === 0x80;
+          if (refused) {
             settle.reject(new UnsupportedFeatureError(`the hub refused the subscription to ${filter}`));
+          } else if (error) {
+            settle.reject(new ConnectionError(`SUBSCRIBE ${filter} failed: ${error.message}`, { cause: error }));
           } else {
             settle.resolve();
           }
