@@ -479,14 +479,16 @@ export class ConnectionManager {
     let lastError = firstError;
     let refresh = false;
     for (let attempt = 1; !signal.aborted; attempt++) {
-      const delayMs = immediately && attempt === 1 ? 0 : this.#retryPolicy.nextDelayMs(attempt, lastError);
+      const onDemand = immediately && attempt === 1;
+      const delayMs = onDemand ? 0 : this.#retryPolicy.nextDelayMs(attempt, lastError);
       if (delayMs === undefined) {
         this.#giveUp(lastError);
         return;
       }
       this.events.emit('reconnecting', { attempt, delayMs, ...(lastError ? { error: lastError } : {}) });
       try {
-        await sleep(this.#clock, delayMs, signal);
+        // Even a zero delay goes through the timer (no tight loop); only an on-demand first attempt does not wait.
+        if (!onDemand) await sleep(this.#clock, delayMs, signal);
         await this.#connectOnce({ signal, refresh });
       } catch (error) {
         if (signal.aborted) return;
@@ -574,7 +576,8 @@ export class ConnectionManager {
           const hubError = toHubError(error);
           // Lost with the connection: back to its place in the queue, sent again after the reconnect (at least
           // once: the hub may have it already).
-          if (hubError instanceof ConnectionError && hubError.isRetryable && !transport.connected) {
+          const lost = hubError instanceof ConnectionError && hubError.isRetryable && !transport.connected;
+          if (lost && this.#state !== 'disconnected') {
             this.#queue.requeue(item);
           } else {
             item.op.reject(hubError);
