@@ -1,1 +1,25 @@
-export {};
+/**
+ * @fieldhub/device: the Fieldhub / Azure IoT Hub device SDK for Node.js, the package applications install.
+ * `createDeviceClient()` connects a device or module over MQTT by default (`@fieldhub/transport-mqtt`), signs SAS
+ * tokens with node:crypto through `@fieldhub/auth`, and offers `fileQueue()`, a durable offline queue on disk.
+ * Everything else (the client, credential providers, errors, the Transport spec types) is `@fieldhub/device-core`'s,
+ * re-exported here.
+ *
+ * Depends on device-core, transport-mqtt, auth and protocol only (ARCHITECTURE.md); nothing depends on it but
+ * applications.
+ *
+ * @example
+ * ```ts
+ * import { createDeviceClient, fileQueue } from '@fieldhub/device';
+ * await using client = await createDeviceClient({
+ *   connectionString: process.env.DEVICE_CONNECTION_STRING,
+ *   offlineQueue: { durable: fileQueue('./telemetry-queue.jsonl') },
+ * });
+ * await client.sendTelemetry({ body: { temperature: 21.5 } });
+ * ```
+ * @packageDocumentation
+ */
+export * from '@fieldhub/device-core';
+export { type MqttTransportOptions, mqtt } from '@fieldhub/transport-mqtt';
+export { createDeviceClient, type DeviceClientOptions, type Pem } from './create-device-client';
+export { type FileQueueOptions, fileQueue } from './file-queue';
