@@ -5,7 +5,7 @@
 import { utf8Decode } from '@fieldhub/protocol';
 import { sleep } from './clock';
 import type { ConnectionFeature, ConnectionManager } from './connection-manager';
-import { ArgumentError, ConnectionError, UnsupportedFeatureError } from './errors';
+import { AbortError, ArgumentError, ConnectionError, UnsupportedFeatureError } from './errors';
 import { SubscriptionBuffer } from './subscription-buffer';
 import type {
   CloudToDeviceSettlement,
@@ -125,7 +125,10 @@ export class CloudToDevice implements ConnectionFeature {
     }
     let done = false;
     const iterator: AsyncIterableIterator<CloudToDeviceMessage> = {
-      next: () => (done ? Promise.resolve({ value: undefined, done: true }) : this.#buffer.next(options.signal)),
+      next: () => {
+        if (options.signal?.aborted) return Promise.reject(new AbortError());
+        return done ? Promise.resolve({ value: undefined, done: true }) : this.#buffer.next(options.signal);
+      },
       return: () => {
         done = true;
         return Promise.resolve({ value: undefined, done: true });

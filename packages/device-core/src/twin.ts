@@ -5,7 +5,7 @@
  */
 import { applyTwinPatch, type TwinObject, validateTwinSection, withoutTwinSystemProperties } from '@fieldhub/protocol';
 import type { ConnectionFeature, ConnectionManager } from './connection-manager';
-import { ArgumentError } from './errors';
+import { AbortError, ArgumentError } from './errors';
 import { SubscriptionBuffer } from './subscription-buffer';
 import type { OperationOptions, Transport, TwinProperties } from './transport/transport';
 
@@ -140,15 +140,15 @@ export class TwinFeature implements ConnectionFeature {
     });
     this.#subscribers.add(buffer);
     this.#wanted = true;
-    const stop = (): void => {
-      buffer.end();
+    const unsubscribe = (): void => {
       this.#subscribers.delete(buffer);
       if (this.#subscribers.size === 0) {
         this.#baseline = undefined;
         this.#early = [];
       }
     };
-    options.signal?.addEventListener('abort', stop, { once: true });
+    // Aborting rejects a pending next() (the buffer's own listener) and unsubscribes.
+    options.signal?.addEventListener('abort', unsubscribe, { once: true });
     if (!this.#baseline) {
       this.#run(async (transport, signal) => {
         await this.#ensureEnabled(transport);
@@ -159,9 +159,10 @@ export class TwinFeature implements ConnectionFeature {
       );
     }
     const iterator: AsyncIterableIterator<DesiredPropertiesPatch> = {
-      next: () => buffer.next(options.signal),
+      next: () => (options.signal?.aborted ? Promise.reject(new AbortError()) : buffer.next(options.signal)),
       return: () => {
-        stop();
+        buffer.end();
+        unsubscribe();
         return Promise.resolve({ value: undefined, done: true });
       },
       [Symbol.asyncIterator]: () => iterator,
