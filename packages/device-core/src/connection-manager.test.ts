@@ -363,6 +363,8 @@ describe('SAS renewal', () => {
     expect(await hub.invokeMethod('reboot')).toEqual({ status: 200, payload: null });
     hub.patchDesired({ fan: 'on' });
     expect((await updates.next()).value).toEqual({ fan: 'on', $version: 2 });
+    // Only the next renewal's timer is left (the drain timer was cleared).
+    expect(vi.getTimerCount()).toBe(1);
     // The next renewal is scheduled from the new token.
     await tick(2_700_000);
     expect(hub.connectAttempts).toHaveLength(3);
@@ -388,5 +390,83 @@ describe('SAS renewal', () => {
     expect(hub.connectAttempts).toHaveLength(1);
     expect(vi.getTimerCount()).toBe(0);
     await client.close();
+  });
+});
+
+describe('settle exactly once', () => {
+  // A small deterministic PRNG (mulberry32), so that every seed replays the same interleaving.
+  function prng(seed: number): () => number {
+    let a = seed;
+    return () => {
+      a = (a + 0x6d2b79f5) | 0;
+      let t = Math.imul(a ^ (a >>> 15), 1 | a);
+      t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+  }
+
+  it('every operation settles once, with an allowed outcome, whatever the order of drops, aborts and close', async () => {
+    for (let seed = 1; seed <= 40; seed++) {
+      const random = prng(seed);
+      const hub = new FakeHub();
+      const client = await createDeviceClient({
+        connectionString,
+        transport: hub.factory(),
+        retryPolicy: exponentialBackoffWithJitter({ random }),
+        offlineQueue: { maxMessages: 5, overflow: random() < 0.5 ? 'reject-new' : 'drop-oldest' },
+      });
+      const ops: {
+        kind: string;
+        body?: string;
+        controller: AbortController;
+        counts: { resolved: number; rejected: number };
+        error?: unknown;
+      }[] = [];
+      const start = (kind: string): void => {
+        const controller = new AbortController();
+        const entry: (typeof ops)[number] = { kind, controller, counts: { resolved: 0, rejected: 0 } };
+        const body = `m${ops.length}`;
+        const promise =
+          kind === 'telemetry'
+            ? client.sendTelemetry({ body }, { signal: controller.signal })
+            : kind === 'twin'
+              ? client.getTwin({ signal: controller.signal })
+              : client.updateReportedProperties({ n: ops.length }, { signal: controller.signal });
+        if (kind === 'telemetry') entry.body = body;
+        promise.then(
+          () => {
+            entry.counts.resolved++;
+          },
+          (error: unknown) => {
+            entry.counts.rejected++;
+            entry.error = error;
+          },
+        );
+        ops.push(entry);
+      };
+      for (let step = 0; step < 30; step++) {
+        const r = random();
+        if (r < 0.4) start(random() < 0.7 ? 'telemetry' : random() < 0.5 ? 'twin' : 'reported');
+        else if (r < 0.5) hub.dropConnection();
+        else if (r < 0.6) ops[Math.floor(random() * ops.length)]?.controller.abort();
+        else if (r < 0.7) hub.holdAcks = !hub.holdAcks;
+        else if (r < 0.8) hub.releaseAcks();
+        else if (r < 0.85) hub.nextOutcomes.push(random() < 0.5 ? 'refuse' : 'unreachable');
+        else await tick(Math.floor(random() * 3000));
+      }
+      await client.close();
+      await tick(100_000);
+      expect(vi.getTimerCount()).toBe(0);
+      const accepted = new Set(hub.telemetry.map((m) => new TextDecoder().decode(m.body)));
+      for (const op of ops) {
+        expect(op.counts.resolved + op.counts.rejected, `seed ${seed} ${op.kind}`).toBe(1);
+        if (op.counts.resolved === 1 && op.body) expect(accepted.has(op.body)).toBe(true);
+        if (op.counts.rejected === 1) {
+          const allowed =
+            op.error instanceof AbortError || op.error instanceof ConnectionError || op.error instanceof ThrottledError;
+          expect(allowed, `seed ${seed}: ${String(op.error)}`).toBe(true);
+        }
+      }
+    }
   });
 });

@@ -686,10 +686,11 @@ export class ConnectionManager {
     const signal = this.#lifecycle.signal;
     // New operations wait (telemetry in the queue, the rest in #waiting); those in flight may finish first.
     const drained = Promise.allSettled([...this.#running].map((op) => op.promise));
-    await Promise.race([
-      drained,
-      sleep(this.#clock, this.#options.renewalDrainTimeoutMs ?? defaultConnectionManager.renewalDrainTimeoutMs, signal),
-    ]).catch(noop);
+    const timeout = linkSignals(signal);
+    const drainTimeoutMs = this.#options.renewalDrainTimeoutMs ?? defaultConnectionManager.renewalDrainTimeoutMs;
+    await Promise.race([drained, sleep(this.#clock, drainTimeoutMs, timeout.signal)]).catch(noop);
+    // Stops the drain timer when the operations finished first.
+    timeout.abort();
     if (this.#state !== 'renewing') return;
     this.#generation++;
     for (const feature of this.#features) feature.onDisconnected?.();
@@ -724,7 +725,11 @@ function removeFrom<T>(list: T[], item: T): void {
 }
 
 /** An AbortSignal that aborts when any of `signals` does; `dispose()` detaches it. @internal */
-export function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: AbortSignal; dispose(): void } {
+export function linkSignals(...signals: (AbortSignal | undefined)[]): {
+  signal: AbortSignal;
+  dispose(): void;
+  abort(): void;
+} {
   const controller = new AbortController();
   const listeners: (() => void)[] = [];
   for (const signal of signals) {
@@ -741,6 +746,10 @@ export function linkSignals(...signals: (AbortSignal | undefined)[]): { signal: 
     signal: controller.signal,
     dispose: () => {
       for (const remove of listeners) remove();
+    },
+    abort: () => {
+      for (const remove of listeners) remove();
+      controller.abort();
     },
   };
 }

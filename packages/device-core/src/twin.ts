@@ -5,7 +5,7 @@
  */
 import { applyTwinPatch, type TwinObject, validateTwinSection, withoutTwinSystemProperties } from '@fieldhub/protocol';
 import type { ConnectionFeature, ConnectionManager } from './connection-manager';
-import { AbortError, ArgumentError } from './errors';
+import { AbortError, ArgumentError, ConnectionError } from './errors';
 import { SubscriptionBuffer } from './subscription-buffer';
 import type { OperationOptions, Transport, TwinProperties } from './transport/transport';
 
@@ -176,7 +176,16 @@ export class TwinFeature implements ConnectionFeature {
     await transport.enableTwin({ signal });
     this.#enabledOn = this.#manager.connectionId;
     if (this.#subscribers.size === 0) return;
-    const twin = await transport.getTwin({ signal });
+    let twin: Twin;
+    try {
+      twin = await transport.getTwin({ signal });
+    } catch (error) {
+      // A lost connection fails this attempt (the manager retries); anything else (throttled, a server error) is
+      // reported and the diff waits for the next reconnect rather than costing a reconnect now.
+      if (error instanceof ConnectionError || signal.aborted) throw error;
+      this.#manager.reportError(error, 'could not re-read the twin after reconnecting');
+      return;
+    }
     this.#applyFullDesired(twin.desired);
   }
 
