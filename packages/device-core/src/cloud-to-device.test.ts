@@ -140,3 +140,23 @@ describe('cloud-to-device messages', () => {
     await client.close();
   });
 });
+
+describe('polling transports', () => {
+  it('polls while the iterator has room, pausing pollIntervalMs after an empty poll', async () => {
+    const hub = new FakeHub({ ...amqpLikeCapabilities, cloudToDevice: 'poll' });
+    const client = await connect(hub, { cloudToDevice: { pollIntervalMs: 1000 } });
+    const poll = vi.spyOn(hub.transport, 'receiveCloudToDevice');
+    const messages = client.cloudToDeviceMessages();
+    await tick();
+    expect(poll).toHaveBeenCalledTimes(1);
+    hub.sendCloudToDevice('polled');
+    await tick(999);
+    expect(poll).toHaveBeenCalledTimes(1);
+    await tick(1);
+    expect((await messages.next()).value?.text()).toBe('polled');
+    expect(hub.enables).toEqual([]);
+    await client.close();
+    await tick(5000);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+});

@@ -265,8 +265,10 @@ export class ConnectionManager {
 
   /**
    * Runs `run` on the transport once connected: now when connected, else after the (re)connection (connecting on
-   * demand when the retry policy had given up). Rejects when the caller aborts (AbortError), the client closes
-   * (`client closed`), or the retry policy gives up (its last error).
+   * demand when the retry policy had given up). When the connection is lost under it (a retryable
+   * ConnectionError while the transport is down), it runs again after the reconnect: use it for idempotent work.
+   * Rejects when the caller aborts (AbortError), the client closes (`client closed`), the retry policy gives up
+   * (its last error), or with what `run` throws otherwise.
    */
   whenConnected<T>(
     run: (transport: Transport, signal: AbortSignal) => Promise<T>,
@@ -276,7 +278,7 @@ export class ConnectionManager {
     const op = new PendingOperation<T>(options.signal);
     if (op.settled) return op.promise;
     if (this.#state === 'connected') {
-      this.#execute(op, run);
+      this.#execute(op, run, true);
     } else {
       const entry: WaitingOperation = { op: op as PendingOperation<unknown>, run };
       this.#waiting.push(entry);
@@ -433,7 +435,7 @@ export class ConnectionManager {
     this.#state = 'connected';
     if (this.#credentials) this.#scheduleRenewal(this.#credentials);
     for (const entry of this.#waiting.splice(0)) {
-      if (!entry.op.settled) this.#execute(entry.op, entry.run);
+      if (!entry.op.settled) this.#execute(entry.op, entry.run, true);
     }
     this.#pump();
     if (emit) this.events.emit('connected');
@@ -518,7 +520,12 @@ export class ConnectionManager {
 
   // --- operations ----------------------------------------------------------------------------------------------
 
-  #execute<T>(op: PendingOperation<T>, run: (transport: Transport, signal: AbortSignal) => Promise<T>): void {
+  // `again`: run it again after the reconnect when the connection is lost under it (idempotent operations).
+  #execute<T>(
+    op: PendingOperation<T>,
+    run: (transport: Transport, signal: AbortSignal) => Promise<T>,
+    again = false,
+  ): void {
     const tracked = op as PendingOperation<unknown>;
     this.#running.add(tracked);
     let started: Promise<T>;
@@ -529,7 +536,19 @@ export class ConnectionManager {
     }
     started.then(
       (value) => op.resolve(value),
-      (error: unknown) => op.reject(error),
+      (error: unknown) => {
+        if (op.settled) return;
+        const hubError = toHubError(error);
+        const lost = hubError instanceof ConnectionError && hubError.isRetryable && !this.transport.connected;
+        if (again && lost && this.#state !== 'closed' && this.#state !== 'disconnected') {
+          this.#running.delete(tracked);
+          const entry: WaitingOperation = { op: tracked, run };
+          this.#waiting.push(entry);
+          op.onAbort(() => removeFrom(this.#waiting, entry));
+          return;
+        }
+        op.reject(hubError);
+      },
     );
     op.promise.then(
       () => this.#running.delete(tracked),

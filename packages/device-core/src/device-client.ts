@@ -25,8 +25,10 @@ export interface DeviceClientFeatureOptions {
  *
  * What settles how:
  * - Offline: telemetry waits in the bounded offline queue and resolves once the hub accepted it after the
- *   reconnect; twin operations wait for the connection; settling a cloud-to-device message and answering a method
- *   belong to the connection they arrived on and reject with ConnectionError once it is gone.
+ *   reconnect; twin operations wait for the connection. Telemetry and twin operations interrupted by a connection
+ *   loss are sent again after the reconnect (at least once: the hub may have the first copy). Settling a
+ *   cloud-to-device message and answering a method belong to the connection they arrived on and reject with
+ *   ConnectionError once it is gone (the hub redelivers the message; the method caller times out).
  * - `signal` aborts: an operation not yet sent rejects with AbortError and leaves the queue; one in flight rejects
  *   with AbortError at once, though the hub may still receive it.
  * - `close()`: everything pending rejects with ConnectionError `client closed` (`isRetryable: false`), as do

@@ -295,6 +295,12 @@ export class FakeTransport implements Transport {
     this.#hub.settlements.push({ lockToken, settlement });
   }
 
+  /** Polling transports: the next pending message, if any. */
+  async receiveCloudToDevice(): Promise<IncomingCloudToDeviceMessage | undefined> {
+    this.#requireConnected();
+    return this.#hub.cloudToDeviceQueue.shift();
+  }
+
   async enableTwin(): Promise<void> {
     this.#enable('twin');
   }

@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createDeviceClient } from './create-client';
 import type { DeviceClient } from './device-client';
-import { AbortError, ArgumentError, UnsupportedFeatureError } from './errors';
+import { AbortError, ArgumentError, ConnectionError, UnsupportedFeatureError } from './errors';
 import { FakeHub, mqttLikeCapabilities } from './fake-transport';
 import { exponentialBackoffWithJitter } from './retry-policy';
 import { desiredPropertiesDiff, mergeDesiredPatches } from './twin';
@@ -179,5 +179,28 @@ describe('desiredPropertiesDiff and mergeDesiredPatches', () => {
       b: { c: 1, d: 1 },
       $version: 3,
     });
+  });
+});
+
+describe('interrupted twin operations', () => {
+  it('a reported patch whose connection dropped under it runs again after the reconnect', async () => {
+    const hub = new FakeHub();
+    const client = await connect(hub);
+    await client.getTwin();
+    const original = hub.transport.updateReportedProperties.bind(hub.transport);
+    let calls = 0;
+    hub.transport.updateReportedProperties = async (patch) => {
+      calls++;
+      if (calls === 1) {
+        hub.dropConnection();
+        throw new ConnectionError('connection lost');
+      }
+      return original(patch);
+    };
+    const update = client.updateReportedProperties({ a: 1 });
+    await tick(500);
+    await expect(update).resolves.toBe(2);
+    expect(calls).toBe(2);
+    await client.close();
   });
 });
