@@ -74,6 +74,17 @@ async function withClient<T>(client: DeviceClient, body: (client: DeviceClient) 
 }
 
 /** Sends a cloud-to-device message through the hub's REST extension (the AMQP head does not exist yet). */
+/** Waits until the hub's registry shows no cloud-to-device message queued for the device. */
+async function completedAtHub(deviceId: string): Promise<void> {
+  const deadline = Date.now() + 15_000;
+  for (;;) {
+    const { responseBody } = await registry.get(deviceId);
+    if (responseBody.cloudToDeviceMessageCount === 0) return;
+    if (Date.now() > deadline) throw new Error(`${deviceId} still has queued cloud-to-device messages`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
 async function sendCloudToDevice(deviceId: string, messageId: string, body: string, ack = 'none'): Promise<void> {
   await serviceCall(hub.info, 'POST', `/fieldhub/devices/${deviceId}/messages/devicebound`, [202], {
     body,
@@ -347,6 +358,9 @@ describe.each(transports)('azure-iot-device over $name', ({ name, transport, thu
       const inbox = cloudToDeviceInbox(client);
       await sendCloudToDevice(deviceId, 'before-restart', 'one');
       expect((await inbox.next()).messageId).toBe('before-restart');
+      // The SDK completes by PUBACK; wait until the hub has it, or the message is (rightly) redelivered after the
+      // restart as one whose completion never arrived.
+      await completedAtHub(deviceId);
 
       const reconnected = new Promise<void>((resolve) => client.once('connect', () => resolve()));
       await hub.stop();
