@@ -104,6 +104,47 @@ describe('createDeviceClient (@fieldhub/device)', () => {
     }
   });
 
+  it('receives cloud-to-device messages, desired patches and method calls through the client', async () => {
+    const { connectionString } = await createSasDevice(harness.info, harness.ca, 'node-features-1');
+    const client = await createDeviceClient({
+      connectionString,
+      ca: harness.ca,
+      transport: mqtt({ port: harness.mqttPort }),
+    });
+    clients.push(client);
+    client.onDirectMethod('reboot', async (request) => ({ status: 200, payload: { got: request.payload } }));
+    const messages = client.cloudToDeviceMessages();
+    const desired = client.desiredPropertyUpdates();
+    await client.getTwin();
+
+    const invoked = await serviceCall(harness.info, harness.ca, 'POST', '/twins/node-features-1/methods', {
+      methodName: 'reboot',
+      payload: { delay: 1 },
+      responseTimeoutInSeconds: 10,
+      connectTimeoutInSeconds: 10,
+    });
+    expect(invoked).toEqual({ status: 200, payload: { got: { delay: 1 } } });
+
+    await serviceCall(harness.info, harness.ca, 'PATCH', '/twins/node-features-1', {
+      properties: { desired: { fan: 'on' } },
+    });
+    const patch = await desired.next();
+    expect(patch.value).toMatchObject({ fan: 'on' });
+
+    await serviceCall(
+      harness.info,
+      harness.ca,
+      'POST',
+      '/fieldhub/devices/node-features-1/messages/devicebound',
+      { hello: 'device' },
+      [202],
+    );
+    const message = await messages.next();
+    expect(JSON.parse(message.value?.text() ?? 'null')).toEqual({ hello: 'device' });
+    await message.value?.complete();
+    await expect(message.value?.reject()).rejects.toMatchObject({ name: 'UnsupportedFeatureError' });
+  });
+
   it('refuses a connection string together with a credential provider', async () => {
     await expect(
       createDeviceClient({
