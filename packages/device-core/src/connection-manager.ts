@@ -242,9 +242,13 @@ export class ConnectionManager {
   }
 
   /**
-   * The first connection: one attempt (no retries), after loading what a durable queue kept from earlier runs.
+   * The first connection, after loading what a durable queue kept from earlier runs. Retryable failures (the hub
+   * is down or unreachable) are tried again under the retry policy, so a device started before its hub connects
+   * once the hub comes up; refused credentials and bad options fail at once. Bound the wait with `signal` or a
+   * retry policy that gives up.
    *
-   * @throws AuthenticationError, ConnectionError, ArgumentError (from the credential provider), AbortError.
+   * @throws AuthenticationError, ArgumentError (from the credential provider), AbortError, or the last
+   * ConnectionError when the retry policy gave up.
    */
   async start(options: OperationOptions = {}): Promise<void> {
     if (this.#state !== 'idle') throw new ArgumentError('start() was called already', { field: 'state' });
@@ -252,7 +256,20 @@ export class ConnectionManager {
     const signal = linkSignals(this.#lifecycle.signal, options.signal);
     try {
       await this.#loadDurable();
-      await this.#connectOnce({ signal: signal.signal });
+      for (let attempt = 1; ; attempt++) {
+        try {
+          await this.#connectOnce({ signal: signal.signal });
+          break;
+        } catch (error) {
+          const failure = toHubError(error);
+          if (signal.signal.aborted || !failure.isRetryable) throw failure;
+          const delayMs = this.#retryPolicy.nextDelayMs(attempt, failure);
+          if (delayMs === undefined) throw failure;
+          this.#logger.warn?.('first connection attempt failed', { attempt, error: failure });
+          this.events.emit('reconnecting', { attempt, delayMs, error: failure });
+          await sleep(this.#clock, delayMs, signal.signal);
+        }
+      }
     } catch (error) {
       if (this.#state === 'connecting') this.#state = 'disconnected';
       throw options.signal?.aborted ? new AbortError() : toHubError(error);

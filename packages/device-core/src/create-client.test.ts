@@ -46,13 +46,26 @@ describe('createDeviceClient', () => {
     expect(hub.transport.connected).toBe(false);
   });
 
-  it('throws ConnectionError when the hub is unreachable (one attempt, no retry)', async () => {
+  it('keeps trying an unreachable hub under the retry policy and connects once it comes up', async () => {
     const hub = new FakeHub();
     hub.defaultOutcome = 'unreachable';
-    await expect(createDeviceClient({ connectionString, transport: hub.factory() })).rejects.toBeInstanceOf(
-      ConnectionError,
-    );
-    expect(hub.connectAttempts).toHaveLength(1);
+    const retryPolicy = { nextDelayMs: (attempt: number) => (attempt <= 500 ? 10 : undefined) };
+    const creating = createDeviceClient({ connectionString, transport: hub.factory(), retryPolicy });
+    await vi.waitFor(() => expect(hub.connectAttempts.length).toBeGreaterThanOrEqual(2));
+    hub.defaultOutcome = 'accept';
+    const client = await creating;
+    expect(client.state).toBe('connected');
+    await client.close();
+  });
+
+  it('throws the last ConnectionError when the retry policy gives up on the first connection', async () => {
+    const hub = new FakeHub();
+    hub.defaultOutcome = 'unreachable';
+    const retryPolicy = { nextDelayMs: (attempt: number) => (attempt < 3 ? 1 : undefined) };
+    await expect(
+      createDeviceClient({ connectionString, transport: hub.factory(), retryPolicy }),
+    ).rejects.toBeInstanceOf(ConnectionError);
+    expect(hub.connectAttempts).toHaveLength(3);
   });
 
   it('throws AbortError when its signal aborts the first connection', async () => {

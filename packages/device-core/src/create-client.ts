@@ -44,11 +44,13 @@ export interface DeviceClientOptions extends DeviceClientFeatureOptions {
 }
 
 /**
- * Makes a client and connects it (one attempt: reconnection with backoff starts only once connected). Resolves
+ * Makes a client and connects it (retryable failures are tried again under the retry policy, so a device started
+ * before its hub connects once the hub is up; bound the wait with `signal`). Resolves
  * with a connected client or throws; nothing is left running when it throws.
  *
  * @throws ArgumentError for bad options or a malformed connection string; AuthenticationError when the hub refused
- * the credentials; ConnectionError when it could not be reached; AbortError when `signal` aborted.
+ * the credentials; ConnectionError when it could not be reached and the retry policy gave up; AbortError when
+ * `signal` aborted.
  * @example
  * ```ts
  * await using client = await createDeviceClient({ connectionString, transport: mqtt() });

@@ -111,8 +111,11 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
       // Stop accepting first (device sessions, then the HTTPS app), then let in-flight requests finish, then stop
       // timers and flush the store.
       await mqtt?.close();
+      // Fastify closes only servers it listened on itself; this one was listened on here (for the 8443 fallback).
+      const serverClosed = closeServer(server);
       await closeApp?.();
       await core?.stop();
+      await serverClosed;
       await bus?.close();
       await store?.close();
       rmSync(join(config.dataDir, 'hub.json'), { force: true });
@@ -134,6 +137,24 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
     start,
     stop,
   };
+}
+
+/**
+ * Stops accepting HTTPS connections and resolves once every connection is gone: idle ones are closed at once,
+ * in-flight requests get a grace period (live event streams end when the core stops their readers), then the
+ * rest are cut.
+ */
+function closeServer(server: Server | undefined, graceMs = 5000): Promise<void> {
+  if (!server?.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+    timer.unref();
+    server.close(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+    server.closeIdleConnections();
+  });
 }
 
 /**

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { createHub, type HubConfigInput, type HubInfo } from '@fieldhub/hub';
 import type { Command } from 'commander';
+import { type DemoDevice, startDemoDevice } from '../demo-device';
 import { parsePort } from '../options';
 
 /** Options of `fieldhub hub start`, as commander hands them over. */
@@ -12,6 +14,7 @@ interface HubStartOptions {
   httpsPort?: number;
   logLevel?: string;
   config?: string;
+  demo?: boolean;
 }
 
 /** Adds `fieldhub hub start`. */
@@ -28,6 +31,7 @@ export function addHubCommands(program: Command): void {
     .option('--https-port <port>', 'HTTPS port (default 443, falling back to 8443 without privileges)', parsePort)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
     .option('--config <file>', 'a JSON config file (keys as the flags, camelCase)')
+    .option('--demo', 'also run a demo device (telemetry every second, reported properties, direct methods)')
     .action(async (options: HubStartOptions) => {
       if (options.config) process.env.FIELDHUB_CONFIG = options.config;
       const input: HubConfigInput = {};
@@ -44,18 +48,31 @@ export function addHubCommands(program: Command): void {
       const instance = createHub(input);
       const info = await instance.start();
       process.stdout.write(summary(info, instance.config.dataDir));
+      let demo: DemoDevice | undefined;
+      if (options.demo) {
+        const print = (line: string) => process.stdout.write(`${line}\n`);
+        demo = await startDemoDevice(instance, info, readFileSync(info.caCertificate, 'utf8'), print).catch(
+          (error: unknown) => {
+            instance.logger.error({ err: error }, 'the demo device could not start');
+            return undefined;
+          },
+        );
+      }
       let stopping = false;
       const stop = (signal: string) => {
         if (stopping) return;
         stopping = true;
         instance.logger.info({ signal }, 'stopping');
-        instance.stop().then(
-          () => process.exit(0),
-          (error: unknown) => {
-            instance.logger.error({ err: error }, 'stop failed');
-            process.exit(1);
-          },
-        );
+        Promise.resolve(demo?.stop())
+          .catch(() => undefined)
+          .then(() => instance.stop())
+          .then(
+            () => process.exit(0),
+            (error: unknown) => {
+              instance.logger.error({ err: error }, 'stop failed');
+              process.exit(1);
+            },
+          );
       };
       process.once('SIGINT', () => stop('SIGINT'));
       process.once('SIGTERM', () => stop('SIGTERM'));
