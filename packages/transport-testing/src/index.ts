@@ -2,8 +2,8 @@
  * @fieldhub/transport-testing (private): what every device transport is tested with. `startConformanceHub()`
  * runs a real hub in-process on 127.0.0.1 (TLS, its own CA, a temporary data directory) and makes SAS and X.509
  * devices over its REST API; `recordingEvents()` records what a transport reports. The conformance suite itself,
- * `describeTransportConformance(name, factory)`, lives in `test/conformance.ts`, since it is written against
- * vitest, which this package does not depend on at run time.
+ * `describeTransportConformance(name, factory)`, is the `@fieldhub/transport-testing/conformance` subpath: it is
+ * written against vitest (a peer dependency), so importing this entry does not load vitest.
  *
  * May depend on anything published (the hub included); nothing may depend on it (ARCHITECTURE.md).
  *

@@ -1,5 +1,5 @@
 import { mqtt } from '@fieldhub/transport-mqtt';
-import { describeTransportConformance } from './conformance';
+import { describeTransportConformance } from '../src/conformance';
 
 function port(value: number | null): number {
   if (value === null) throw new Error('the hub serves no MQTT port');

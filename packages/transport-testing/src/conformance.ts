@@ -3,8 +3,7 @@
  * against a real hub (the hub's in-process build on 127.0.0.1, TLS with its own CA). Transports run it from their
  * integration tests: `describeTransportConformance('mqtt', (hub) => mqtt({ port: hub.info.ports.mqtt! }))`.
  *
- * It lives under test/ because it is written against vitest, which the package does not depend on at run time
- * (scripts/check-dependency-rules.mjs refuses undeclared imports in src/).
+ * Exported as `@fieldhub/transport-testing/conformance`; vitest is a peer dependency.
  *
  * Features a transport does not declare in its capabilities are checked to refuse with UnsupportedFeatureError
  * instead of being exercised.
@@ -25,7 +24,7 @@ import {
   type RecordingEvents,
   recordingEvents,
   startConformanceHub,
-} from '../src/index';
+} from './index';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
