@@ -1,0 +1,105 @@
+/**
+ * `createServiceClient(options)`: the one entry point of the service SDK.
+ */
+import { ArgumentError, parseServiceConnectionString } from '@fieldhub/protocol';
+import { CloudToDevice } from './cloud-to-device';
+import { Devices } from './devices';
+import { DirectMethods } from './direct-methods';
+import { HttpClient } from './http-client';
+import { type QueryOptions, QueryResult } from './query';
+import { Telemetry } from './telemetry';
+import { Twins } from './twins';
+
+/** Options of {@link createServiceClient}. */
+export interface ServiceClientOptions {
+  /**
+   * A service (shared access policy) connection string:
+   * `HostName=<host>[:<port>];SharedAccessKeyName=<policy>;SharedAccessKey=<key>` (or `SharedAccessSignature=`).
+   */
+  connectionString: string;
+  /** CA certificate(s) to trust, PEM, besides Node's defaults being replaced (as `tls.connect`'s `ca`). */
+  ca?: string | Buffer | readonly (string | Buffer)[];
+  /** The HTTPS port. Default: the port in `HostName`, else 443 (Azure's). */
+  port?: number;
+  /** Lifetime of the SAS tokens the client signs. Default 3600; renewed before expiry. */
+  tokenTtlSeconds?: number;
+  /** How long a call waits for the hub's answer (and between body chunks). Default 60000. */
+  timeoutMs?: number;
+}
+
+/** A service client: registry, twins, query, direct methods, cloud-to-device, telemetry. */
+export interface ServiceClient extends AsyncDisposable {
+  /** The hub's host name, as in the connection string. */
+  readonly hostName: string;
+  /** Device identities (and `devices.modules`), bulk operations, statistics. */
+  readonly devices: Devices;
+  /** Device and module twins. */
+  readonly twins: Twins;
+  /** Direct methods. */
+  readonly directMethods: DirectMethods;
+  /** Cloud-to-device messages, their feedback, purge. */
+  readonly cloudToDevice: CloudToDevice;
+  /** Reading the built-in endpoint. */
+  readonly telemetry: Telemetry;
+  /**
+   * Runs a query (`SELECT * FROM devices WHERE ...`). The result is an async iterable over every item of every
+   * page (pages are fetched as iteration proceeds), with `.pages()` for page-wise access.
+   * @throws ArgumentError (synchronously) for empty text or a bad page size.
+   */
+  query<T = Record<string, unknown>>(text: string, options?: QueryOptions): QueryResult<T>;
+  /**
+   * Closes every connection: calls in flight reject with AbortError, telemetry and feedback iterators end.
+   * Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/**
+ * Creates a service client. Synchronous: it only parses the connection string and prepares a connection pool;
+ * connections open on the first call.
+ *
+ * @example
+ * ```ts
+ * const service = createServiceClient({ connectionString, ca });
+ * const device = await service.devices.create('d1');
+ * await service.close();
+ * ```
+ * @throws ArgumentError for a missing or invalid connection string or option.
+ */
+export function createServiceClient(options: ServiceClientOptions): ServiceClient {
+  if (typeof options !== 'object' || options === null) {
+    throw new ArgumentError('options are required', { field: 'options' });
+  }
+  if (typeof options.connectionString !== 'string') {
+    throw new ArgumentError('connectionString is required', { field: 'connectionString' });
+  }
+  const connectionString = parseServiceConnectionString(options.connectionString);
+  const { port, tokenTtlSeconds = 3600, timeoutMs = 60_000 } = options;
+  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
+    throw new ArgumentError('port must be an integer from 1 to 65535', { field: 'port' });
+  }
+  if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds < 60) {
+    throw new ArgumentError('tokenTtlSeconds must be an integer of at least 60', { field: 'tokenTtlSeconds' });
+  }
+  if (!Number.isFinite(timeoutMs) || timeoutMs <= 0) {
+    throw new ArgumentError('timeoutMs must be a positive number', { field: 'timeoutMs' });
+  }
+  const http = new HttpClient({ connectionString, ca: options.ca, port, tokenTtlSeconds, timeoutMs });
+  let closing: Promise<void> | undefined;
+  const close = () => {
+    closing ??= http.close();
+    return closing;
+  };
+  return {
+    hostName: http.hostName,
+    devices: new Devices(http),
+    twins: new Twins(http),
+    directMethods: new DirectMethods(http),
+    cloudToDevice: new CloudToDevice(http),
+    telemetry: new Telemetry(http),
+    query: <T = Record<string, unknown>>(text: string, queryOptions: QueryOptions = {}) =>
+      new QueryResult<T>(http, text, queryOptions),
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
