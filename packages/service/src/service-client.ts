@@ -17,7 +17,10 @@ export interface ServiceClientOptions {
    * `HostName=<host>[:<port>];SharedAccessKeyName=<policy>;SharedAccessKey=<key>` (or `SharedAccessSignature=`).
    */
   connectionString: string;
-  /** CA certificate(s) to trust, PEM, besides Node's defaults being replaced (as `tls.connect`'s `ca`). */
+  /**
+   * CA certificate(s) to trust, PEM (as `tls.connect`'s `ca`: they replace Node's default CAs). Omit for a hub
+   * whose certificate a public CA (or `NODE_EXTRA_CA_CERTS`) vouches for.
+   */
   ca?: string | Buffer | readonly (string | Buffer)[];
   /** The HTTPS port. Default: the port in `HostName`, else 443 (Azure's). */
   port?: number;

@@ -1,3 +1,4 @@
+import { createServer } from 'node:net';
 import {
   AbortError,
   ArgumentError,
@@ -639,6 +640,59 @@ describe('@fieldhub/service against a real hub', () => {
       await new Promise((resolve) => setTimeout(resolve, 200));
       await client.close();
       expect(await reading).toEqual([]);
+    });
+  });
+
+  describe('telemetry reconnect', () => {
+    /** A port that was free a moment ago, so that a restarted hub listens where the client dials. */
+    const freePort = () =>
+      new Promise<number>((resolve, reject) => {
+        const server = createServer();
+        server.once('error', reject);
+        server.listen(0, '127.0.0.1', () => {
+          const address = server.address();
+          server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+        });
+      });
+
+    it('reconnects after the hub restarts and resumes after the last event, per partition and across', async () => {
+      const port = await freePort();
+      const restartable = await startTestHub({ ports: { https: port } });
+      try {
+        await using client = createServiceClient({
+          connectionString: restartable.info.serviceConnectionString,
+          ca: restartable.ca,
+          port,
+        });
+        const append = (body: string) =>
+          restartable.hub.core.telemetry.append({
+            deviceId: 'rc-1',
+            body: new TextEncoder().encode(body),
+            contentType: 'text/plain',
+          });
+        const before = await append('before');
+        const controller = new AbortController();
+        const across = client.telemetry.read({ from: 'earliest', signal: controller.signal });
+        const single = client.telemetry.read({
+          from: 'earliest',
+          partition: before.partition,
+          signal: controller.signal,
+        });
+        expect((await across.next()).value).toMatchObject({ bodyText: 'before' });
+        expect((await single.next()).value).toMatchObject({ bodyText: 'before' });
+        const nextAcross = across.next();
+        const nextSingle = single.next();
+
+        await restartable.restart();
+        await append('after');
+
+        expect((await nextAcross).value).toMatchObject({ bodyText: 'after' });
+        expect((await nextSingle).value).toMatchObject({ bodyText: 'after' });
+        controller.abort();
+        await expect(across.next()).rejects.toBeInstanceOf(AbortError);
+      } finally {
+        await restartable.stop();
+      }
     });
   });
 });
