@@ -75,6 +75,15 @@ describe('@fieldhub/service against a real hub', () => {
       expect(await client.devices.serviceStatistics()).toEqual({ connectedDeviceCount: expect.any(Number) });
     });
 
+    it('authenticates with a ready-made SharedAccessSignature connection string', async () => {
+      const token = await testHub.serviceToken('iothubowner');
+      await using client = createServiceClient({
+        connectionString: `HostName=localhost:${testHub.info.ports.https};SharedAccessSignature=${token}`,
+        ca: testHub.ca,
+      });
+      expect(Array.isArray(await client.devices.list())).toBe(true);
+    });
+
     it('refuses a device connection string with an ArgumentError', () => {
       expect(() =>
         createServiceClient({ connectionString: 'HostName=h;DeviceId=d;SharedAccessKey=AAAA', ca: testHub.ca }),
@@ -517,6 +526,14 @@ describe('@fieldhub/service against a real hub', () => {
       await expect(next).rejects.toBeInstanceOf(AbortError);
       expect((await cloudToDevice.depths()).feedback).toBe(0);
       expect(await cloudToDevice.receiveFeedback()).toBeUndefined();
+    });
+
+    it('ends a feedback iterator quietly when the client closes', async () => {
+      const client = createServiceClient({ connectionString, ca: testHub.ca });
+      const reading = take(client.cloudToDevice.feedback({ pollIntervalMs: 50 }), 1);
+      await new Promise((resolve) => setTimeout(resolve, 150));
+      await client.close();
+      expect(await reading).toEqual([]);
     });
 
     it('waits for feedback that arrives later (polling with backoff)', async () => {
