@@ -2,7 +2,7 @@
  * Reading the built-in endpoint (`service.telemetry.read`) over the hub's server-sent-events extension
  * `GET /fieldhub/events` (docs/rest-extensions.md), until the AMQP head serves Event Hubs clients.
  */
-import { AbortError, ArgumentError, HubError } from '@fieldhub/protocol';
+import { AbortError, ArgumentError, ConnectionError, HubError } from '@fieldhub/protocol';
 import { type HttpClient, sleep } from './http-client';
 import { SseParser } from './sse-parser';
 
@@ -162,6 +162,10 @@ export class Telemetry {
         from = `time:${new Date(openedAt - 1).toISOString()}`;
       }
       if (!ended || Date.now() - openedAt < 1000) {
+        // A stream that ends right after opening counts as a failed attempt, so that it cannot spin forever.
+        if (ended && ++failures >= maxFailedAttempts) {
+          throw new ConnectionError('The event stream keeps ending right after it opens');
+        }
         await this.backoff(backoff, waitSignal, signal);
         backoff = Math.min(backoff * 2, maxBackoffMs);
       }
