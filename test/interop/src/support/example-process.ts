@@ -36,6 +36,11 @@ export interface WatchProcessOptions {
   cwd?: string;
   /** Added to this process's environment. */
   env?: Record<string, string | undefined>;
+  /**
+   * Run it in its own process group and signal the whole group (for `sh -c '<command>'`, so that Ctrl+C reaches
+   * the command the shell started, as it does in a terminal).
+   */
+  processGroup?: boolean;
 }
 
 /** Spawns `command args` and watches its output. */
@@ -48,7 +53,19 @@ export function watchProcess(
     cwd: options.cwd ?? repositoryRoot,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.processGroup === true,
   });
+  const signal = (name: NodeJS.Signals) => {
+    if (options.processGroup && child.pid !== undefined) {
+      try {
+        process.kill(-child.pid, name);
+        return;
+      } catch {
+        // The group is gone already; fall through to the child itself.
+      }
+    }
+    child.kill(name);
+  };
   let output = '';
   const waiters = new Set<() => void>();
   const onData = (chunk: Buffer) => {
@@ -98,7 +115,7 @@ export function watchProcess(
     const result = await Promise.race([exited, timeout]);
     clearTimeout(timer);
     if (result === 'timeout') {
-      child.kill('SIGKILL');
+      signal('SIGKILL');
       await exited;
       throw new Error(`the process did not exit within ${timeoutMs} ms; its output:\n${output}`);
     }
@@ -112,11 +129,11 @@ export function watchProcess(
     exited,
     waitForExit,
     async interrupt(timeoutMs = 20_000) {
-      if (running()) child.kill('SIGINT');
+      if (running()) signal('SIGINT');
       return waitForExit(timeoutMs);
     },
     async kill() {
-      if (running()) child.kill('SIGKILL');
+      if (running()) signal('SIGKILL');
       await exited;
     },
   };
