@@ -1,14 +1,16 @@
 /**
- * How CLI commands reach a hub's service REST API: through the `hub.json` a running hub writes into its data
- * directory, or through an explicit service connection string (and a CA file to trust). A small HTTPS JSON client
- * on node:https signs every request with a fresh SAS token, as azure-iothub does (protocol-service.md §1.3); the
- * service SDK replaces it once it exists.
+ * How CLI commands reach a hub: through the `hub.json` a running hub writes into its data directory, or through an
+ * explicit service connection string (and a CA file to trust). `openService` builds a @fieldhub/service client
+ * from either; `connectToHub` is a small HTTPS JSON client for the `/fieldhub/` REST extensions the service SDK
+ * does not cover (CA certificates, shared access policies), signing every request with a fresh SAS token as
+ * azure-iothub does (protocol-service.md §1.3).
  */
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { createSasToken } from '@fieldhub/auth';
 import { ArgumentError, HubError, parseServiceConnectionString } from '@fieldhub/protocol';
+import { createServiceClient, type ServiceClient } from '@fieldhub/service';
 import type { Command } from 'commander';
 
 /** The connection flags every hub-talking command accepts. */
@@ -24,7 +26,8 @@ export interface HubConnectionOptions {
 /** What `<dataDir>/hub.json` holds (written by `fieldhub hub start`; the hub's `HubInfo`). */
 export interface HubJson {
   hostName: string;
-  ports: { https: number };
+  /** `mqtt` is null when the hub does not serve MQTT. */
+  ports: { https: number; mqtt: number | null };
   /** Path of the CA certificate (PEM). */
   caCertificate: string;
   /** The `iothubowner` connection string. */
@@ -44,6 +47,8 @@ export interface HubRequestOptions {
 export interface HubClient {
   /** The hub's host name (TLS server name and SAS resource). */
   readonly hostName: string;
+  /** The service connection string in use. */
+  readonly connectionString: string;
   /** Where requests go. */
   readonly host: string;
   readonly port: number;
@@ -103,9 +108,10 @@ export async function readHubJson(dataDir: string = defaultDataDir): Promise<Hub
   }
   // A relative CA path is relative to the data directory the hub wrote it in.
   const caCertificate = isAbsolute(info.caCertificate) ? info.caCertificate : join(dirname(path), info.caCertificate);
+  const mqtt = (info.ports as { mqtt?: unknown }).mqtt;
   return {
     hostName: info.hostName,
-    ports: { https: info.ports.https },
+    ports: { https: info.ports.https, mqtt: typeof mqtt === 'number' ? mqtt : null },
     caCertificate,
     serviceConnectionString: info.serviceConnectionString,
   };
@@ -124,15 +130,30 @@ export async function readFlagFile(file: string, what: string): Promise<string> 
   }
 }
 
+/** Where the hub is, found from the flags. */
+export interface ResolvedHub {
+  /** The service connection string as given or as hub.json has it. */
+  readonly connectionString: string;
+  /** The host name without a port (TLS server name, device connection strings). */
+  readonly hostName: string;
+  /** The HTTPS port to dial: hub.json's, else the connection string's, else 443. */
+  readonly httpsPort: number;
+  /** The MQTT port: hub.json's; undefined with a connection string (devices then use 8883). */
+  readonly mqttPort: number | undefined;
+  /** The CA certificate (PEM text) to trust, when one was found. */
+  readonly ca: string | undefined;
+}
+
 /**
  * Finds the hub from the flags: `--connection-string` (with `--ca`) wins; otherwise hub.json in `--data-dir`.
  * With hub.json, requests dial `ports.https` on `hostName`; with a connection string, a `HostName=host:port` is
  * dialled on that port and 443 otherwise. The TLS server name is always the host name.
  * @throws ArgumentError for a bad connection string; Error when hub.json or the CA file cannot be read.
  */
-export async function connectToHub(options: HubConnectionOptions): Promise<HubClient> {
+export async function resolveHub(options: HubConnectionOptions): Promise<ResolvedHub> {
   let connectionString: string;
   let port: number | undefined;
+  let mqttPort: number | undefined;
   let caFile = options.ca;
   if (options.connectionString !== undefined) {
     connectionString = options.connectionString;
@@ -140,11 +161,56 @@ export async function connectToHub(options: HubConnectionOptions): Promise<HubCl
     const info = await readHubJson(options.dataDir ?? defaultDataDir);
     connectionString = info.serviceConnectionString;
     port = info.ports.https;
+    mqttPort = info.ports.mqtt ?? undefined;
     caFile ??= info.caCertificate;
   }
   const parsed = parseServiceConnectionString(connectionString);
   const { host, port: statedPort } = splitHostPort(parsed.hostName);
   const ca = caFile === undefined ? undefined : await readFlagFile(caFile, 'CA certificate');
+  return { connectionString, hostName: host, httpsPort: port ?? statedPort ?? 443, mqttPort, ca };
+}
+
+/** A service client for the hub the flags name; `close()` (or `await using`) releases its connections. */
+export interface HubConnection extends AsyncDisposable {
+  readonly service: ServiceClient;
+  /** The host name without a port. */
+  readonly hostName: string;
+  /** hub.json's MQTT port; undefined with a connection string. */
+  readonly mqttPort: number | undefined;
+  /** The CA certificate (PEM) in use, if any. */
+  readonly ca: string | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds a @fieldhub/service client from the flags (see {@link resolveHub}).
+ * @throws ArgumentError for a bad connection string; Error when hub.json or the CA file cannot be read.
+ */
+export async function openService(options: HubConnectionOptions): Promise<HubConnection> {
+  const hub = await resolveHub(options);
+  const service = createServiceClient({
+    connectionString: hub.connectionString,
+    port: hub.httpsPort,
+    ...(hub.ca === undefined ? {} : { ca: hub.ca }),
+  });
+  const close = () => service.close();
+  return {
+    service,
+    hostName: hub.hostName,
+    mqttPort: hub.mqttPort,
+    ca: hub.ca,
+    close,
+    [Symbol.asyncDispose]: close,
+  };
+}
+
+/**
+ * A small HTTPS JSON client for the `/fieldhub/` REST extensions (see {@link resolveHub} for how the hub is found).
+ * @throws ArgumentError for a bad connection string; Error when hub.json or the CA file cannot be read.
+ */
+export async function connectToHub(options: HubConnectionOptions): Promise<HubClient> {
+  const hub = await resolveHub(options);
+  const parsed = parseServiceConnectionString(hub.connectionString);
   const authorization = async (): Promise<string> => {
     if ('sharedAccessSignature' in parsed) return parsed.sharedAccessSignature;
     // Like azure-iothub: a fresh token per request, sr = the host name unencoded (§1.3).
@@ -156,7 +222,13 @@ export async function connectToHub(options: HubConnectionOptions): Promise<HubCl
       encodeResourceUri: false,
     });
   };
-  return createHubClient({ hostName: host, port: port ?? statedPort ?? 443, ca, authorization });
+  return createHubClient({
+    hostName: hub.hostName,
+    connectionString: hub.connectionString,
+    port: hub.httpsPort,
+    ca: hub.ca,
+    authorization,
+  });
 }
 
 function splitHostPort(hostName: string): { host: string; port: number | undefined } {
@@ -169,6 +241,7 @@ function splitHostPort(hostName: string): { host: string; port: number | undefin
 
 interface HubClientOptions {
   hostName: string;
+  connectionString: string;
   port: number;
   ca: string | undefined;
   authorization: () => Promise<string>;
@@ -178,6 +251,7 @@ function createHubClient(options: HubClientOptions): HubClient {
   const { hostName, port, ca } = options;
   return {
     hostName,
+    connectionString: options.connectionString,
     host: hostName,
     port,
     async request<T>(method: string, path: string, requestOptions: HubRequestOptions = {}): Promise<T> {

@@ -1,7 +1,15 @@
 import { HubError } from '@fieldhub/protocol';
 import { Command, CommanderError } from 'commander';
+import { addCloudToDeviceCommands } from './commands/c2d';
 import { addCaCommands } from './commands/ca';
+import { addCertCommands } from './commands/cert';
+import { addDeviceCommands } from './commands/device';
 import { addHubCommands } from './commands/hub-start';
+import { addMethodCommands } from './commands/method';
+import { addMonitorCommand } from './commands/monitor';
+import { addSasCommands } from './commands/sas';
+import { addSimulateCommand } from './commands/simulate';
+import { addTwinCommands } from './commands/twin';
 
 /** Builds the `fieldhub` command tree. */
 export function createProgram(): Command {
@@ -10,7 +18,15 @@ export function createProgram(): Command {
     .showHelpAfterError()
     .exitOverride();
   addHubCommands(program);
+  addDeviceCommands(program);
+  addTwinCommands(program);
+  addMethodCommands(program);
+  addCloudToDeviceCommands(program);
+  addMonitorCommand(program);
+  addSimulateCommand(program);
+  addCertCommands(program);
   addCaCommands(program);
+  addSasCommands(program);
   return program;
 }
 
