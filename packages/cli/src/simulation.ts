@@ -28,6 +28,8 @@ export interface SimulationOptions {
   readonly durationSeconds?: number;
   /** How many devices connect at the same time. */
   readonly connectConcurrency: number;
+  /** How long one device may take to connect (the SDK retries within it). Default 30. */
+  readonly connectTimeoutSeconds?: number;
   /** Stops the simulation early (Ctrl+C); the summary is still produced. */
   readonly signal?: AbortSignal;
   /** Called about every second with the live figures. */
@@ -122,14 +124,18 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
     // Connect in waves: at most `connectConcurrency` handshakes at a time.
     const queue = [...options.devices];
     const transport = mqtt(options.mqttPort === undefined ? {} : { port: options.mqttPort });
+    const connectTimeoutMs = (options.connectTimeoutSeconds ?? 30) * 1000;
+    // When the very first connections fail, the rest would too (hub down, wrong port): stop trying.
+    let givenUp = false;
     const worker = async () => {
-      for (let device = queue.shift(); device !== undefined && !signal?.aborted; device = queue.shift()) {
+      for (let device = queue.shift(); device !== undefined && !signal?.aborted && !givenUp; device = queue.shift()) {
+        const timeout = AbortSignal.timeout(connectTimeoutMs);
         try {
           const client = await createDeviceClient({
             connectionString: `HostName=${options.hostName};DeviceId=${device.deviceId};SharedAccessKey=${device.key}`,
             transport,
             ...(options.ca === undefined ? {} : { ca: options.ca }),
-            ...(signal ? { signal } : {}),
+            signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
           });
           client.on('disconnected', () => {
             counts.disconnects += 1;
@@ -142,14 +148,19 @@ export async function runSimulation(options: SimulationOptions): Promise<Simulat
         } catch (error) {
           if (signal?.aborted) return;
           counts.connectErrors += 1;
-          recordError(error);
+          recordError(
+            timeout.aborted
+              ? new Error(`${device.deviceId} did not connect within ${connectTimeoutMs / 1000} s`)
+              : error,
+          );
+          if (clients.length === 0) givenUp = true;
         }
       }
     };
     await Promise.all(Array.from({ length: Math.max(1, options.connectConcurrency) }, worker));
     connectedAt = Date.now();
 
-    if (!signal?.aborted) {
+    if (!signal?.aborted && clients.length > 0) {
       phase = 'sending';
       const intervalMs = 1000 / options.ratePerDevice;
       const sendFrom = (client: DeviceClient, sequence: number) => {

@@ -10,6 +10,7 @@ interface SimulateOptions extends HubConnectionOptions {
   duration?: number;
   prefix: string;
   connectConcurrency: number;
+  connectTimeout: number;
   mqttPort?: number;
   json?: boolean;
 }
@@ -31,6 +32,7 @@ export function addSimulateCommand(program: Command): void {
       .option('--duration <seconds>', 'how long to send once connected (default: until Ctrl+C)', positiveNumber)
       .option('--prefix <prefix>', 'device id prefix', 'sim-')
       .option('--connect-concurrency <n>', 'devices connecting at the same time', positiveInteger, 20)
+      .option('--connect-timeout <seconds>', 'how long one device may take to connect', positiveNumber, 30)
       .option('--mqtt-port <port>', "the hub's MQTT port (default: hub.json's, else 8883)", positiveInteger)
       .option('--json', 'print the summary as JSON'),
   ).action(async (count: number, options: SimulateOptions) => {
@@ -58,6 +60,7 @@ export function addSimulateCommand(program: Command): void {
         ratePerDevice: options.rate,
         ...(options.duration === undefined ? {} : { durationSeconds: options.duration }),
         connectConcurrency: options.connectConcurrency,
+        connectTimeoutSeconds: options.connectTimeout,
         signal: stop.signal,
         onProgress: display.update,
       });
@@ -65,8 +68,9 @@ export function addSimulateCommand(program: Command): void {
       if (options.json) writeJson(summary);
       else write(renderSummary(summary));
       if (summary.errors > 0 || summary.connected < summary.devices) {
+        const first = summary.errorSamples[0] ? ` (first: ${summary.errorSamples[0]})` : '';
         throw new Error(
-          `the simulation had ${summary.errors} errors${summary.errorSamples[0] ? ` (first: ${summary.errorSamples[0]})` : ''}`,
+          `the simulation had ${summary.errors} error${summary.errors === 1 ? '' : 's'}; ${summary.connected} of ${summary.devices} devices connected${first}`,
         );
       }
     } finally {
