@@ -3,7 +3,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildIfMissing, expectFailure, root, run } from './helpers/run-cli';
+import { buildIfMissing, expectFailure, root, run, start } from './helpers/run-cli';
 
 // `fieldhub simulate` against a hub in its own process (`fieldhub hub start`), as a user runs them: 500 devices
 // for 30 s on this machine must go without errors. Only outcomes are asserted, never timings.
@@ -88,6 +88,16 @@ describe('fieldhub simulate', () => {
     expect(result.stdout).toMatch(/devices\s+5\/5 connected/);
     expect(result.stdout).toMatch(/errors\s+0/);
     expect(result.stdout).toMatch(/achieved rate\s+[\d.]+ msgs\/s \(target 10 msgs\/s\)/);
+  }, 60_000);
+
+  it('stops on Ctrl+C with the summary of what ran', async () => {
+    const simulation = start(['simulate', '3', '--json', '--data-dir', dataDir]);
+    await simulation.until(({ stderr }) => / sending \| .* acknowledged [1-9]/.test(stderr), 'acknowledged telemetry');
+    simulation.child.kill('SIGINT');
+    expect(await simulation.exited).toBe(0);
+    const summary = JSON.parse(simulation.stdout()) as Summary & { interrupted: boolean };
+    expect(summary).toMatchObject({ devices: 3, connected: 3, errors: 0, interrupted: true });
+    expect(summary.acknowledged).toBeGreaterThan(0);
   }, 60_000);
 
   it('exits 1 with one line when devices cannot connect', async () => {

@@ -1,7 +1,7 @@
 import { createDeviceClient, type DeviceClient, mqtt } from '@fieldhub/device';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestHub, type TestHub } from '../../hub/test/helpers/test-hub';
-import { buildIfMissing, expectFailure, run } from './helpers/run-cli';
+import { buildIfMissing, expectFailure, run, start } from './helpers/run-cli';
 
 // `fieldhub twin|method|c2d|monitor` as the built CLI against a real hub, with a device connected through
 // @fieldhub/device over MQTT using the connection string the CLI printed.
@@ -261,6 +261,22 @@ describe('fieldhub monitor', () => {
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('\u001b[');
     expect(result.stdout).toContain('[lifecycle: createDeviceIdentity]');
+  });
+});
+
+describe('Ctrl+C', () => {
+  it('stops the monitor cleanly, exit 0 and no stack trace', async () => {
+    const monitor = start(['monitor', '--device', 'valve-1', ...at()]);
+    await monitor.until(({ stderr }) => stderr.includes('Monitoring events'), 'start notice');
+    // "latest" starts when the stream is open, a moment after the notice: send until one is seen.
+    for (let i = 0; i < 100 && !monitor.stdout().includes('beforeStop'); i += 1) {
+      await device.sendTelemetry({ body: { beforeStop: i } });
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await monitor.until(({ stdout }) => stdout.includes('beforeStop'), 'event');
+    monitor.child.kill('SIGINT');
+    expect(await monitor.exited).toBe(0);
+    expect(monitor.stderr()).not.toContain('fieldhub:');
   });
 });
 

@@ -21,6 +21,8 @@ interface ConnectionStringOptions extends HubConnectionOptions, JsonOption {
 
 const defaultMqttPort = 8883;
 const never = '0001-01-01T00:00:00Z';
+// GET /devices answers at most 1000 identities, as Azure's does.
+const listLimit = 1000;
 
 /** Adds `fieldhub device create|list|show|delete|connection-string`: the identity registry. */
 export function addDeviceCommands(program: Command): void {
@@ -61,7 +63,10 @@ export function addDeviceCommands(program: Command): void {
     device.command('list').description('list the devices').option('--json', 'print the devices as a JSON array'),
   ).action(async (options: HubConnectionOptions & JsonOption) => {
     await using connection = await openService(options);
-    const devices = await connection.service.devices.list();
+    const devices = await connection.service.devices.list({ top: listLimit });
+    if (devices.length >= listLimit) {
+      note(`note: the first ${listLimit} devices (the most one listing returns); query the registry for the rest`);
+    }
     if (options.json) {
       writeJson(devices);
       return;

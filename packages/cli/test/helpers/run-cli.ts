@@ -1,4 +1,4 @@
-import { execFile } from 'node:child_process';
+import { type ChildProcess, execFile, spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
@@ -63,4 +63,48 @@ export function expectFailure(result: Run, text: string): void {
   expect(result.stderr).toMatch(/^fieldhub: /);
   expect(result.stderr).toContain(text);
   expect(result.stderr).not.toMatch(/\n\s+at /);
+}
+
+/** A CLI process left running (monitor, simulate), to be signalled. */
+export interface RunningCli {
+  readonly child: ChildProcess;
+  stdout(): string;
+  stderr(): string;
+  /** Resolves when `check` holds for the output, or rejects after 30 s. */
+  until(check: (output: { stdout: string; stderr: string }) => boolean, what: string): Promise<void>;
+  /** The exit code (null when killed by a signal). */
+  readonly exited: Promise<number | null>;
+}
+
+/** Starts the built CLI and leaves it running. */
+export function start(args: readonly string[]): RunningCli {
+  const child = spawn(process.execPath, [cli, ...args], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NO_COLOR: '1', FIELDHUB_DEBUG: '' },
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    stdout += chunk.toString();
+  });
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString();
+  });
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    stdout: () => stdout,
+    stderr: () => stderr,
+    exited,
+    async until(check, what) {
+      const deadline = Date.now() + 30_000;
+      while (!check({ stdout, stderr })) {
+        if (Date.now() > deadline || child.exitCode !== null) {
+          throw new Error(`no ${what}:\nstdout: ${stdout}\nstderr: ${stderr}`);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+    },
+  };
 }
