@@ -68,8 +68,10 @@ export async function startDemoDevice(
   await client.updateReportedProperties({ firmware: '1.0.0', startedAt: new Date().toISOString() });
   print(`[${demoDeviceId}] connected over MQTT, reported its properties; answers direct methods ping and setInterval`);
 
+  // Ended by stop(): an iterator is not guaranteed to end by itself when its client closes.
+  const iteration = new AbortController();
   const desired = (async () => {
-    for await (const patch of client.desiredPropertyUpdates()) {
+    for await (const patch of client.desiredPropertyUpdates({ signal: iteration.signal })) {
       print(`[${demoDeviceId}] desired properties changed: ${JSON.stringify(patch)}`);
       await client.updateReportedProperties({ lastDesiredVersion: patch.$version ?? null }).catch(() => undefined);
     }
@@ -83,6 +85,7 @@ export async function startDemoDevice(
       if (timer) clearTimeout(timer);
       stopPing();
       stopInterval();
+      iteration.abort();
       await client.close();
       await desired;
     },

@@ -1,12 +1,15 @@
 /**
- * @fieldhub/cli: the `fieldhub` command. `fieldhub hub start` runs the hub on its embedded store; `fieldhub ca`
- * manages the CA certificates devices may chain to.
+ * @fieldhub/cli: the `fieldhub` command. `hub start` runs the hub on its embedded store; `device`, `twin`,
+ * `method`, `c2d` and `monitor` work a hub through @fieldhub/service, `ca` through its `/fieldhub/` REST
+ * extensions; `simulate` runs a fleet on @fieldhub/device; `cert` and `sas` make test certificates and tokens with @fieldhub/auth.
  * A leaf package: nothing depends on it.
  *
  * @example
  * ```sh
  * npx fieldhub hub start --data-dir ./.fieldhub
- * npx fieldhub ca add fleet ./fleet-ca.pem --data-dir ./.fieldhub
+ * npx fieldhub device create pump-1
+ * npx fieldhub monitor --device pump-1
+ * npx fieldhub simulate 500 --duration 30
  * ```
  * @packageDocumentation
  */

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
-import { createHub, type HubConfigInput, type HubInfo } from '@fieldhub/hub';
+import type { HubConfigInput, HubInfo } from '@fieldhub/hub';
 import type { Command } from 'commander';
-import { type DemoDevice, startDemoDevice } from '../demo-device';
+import type { DemoDevice } from '../demo-device';
 import { parsePort } from '../options';
 
 /** Options of `fieldhub hub start`, as commander hands them over. */
@@ -45,11 +45,14 @@ export function addHubCommands(program: Command): void {
       if (options.httpsPort !== undefined) ports.https = options.httpsPort;
       if (Object.keys(ports).length > 0) input.ports = ports;
 
+      // Loaded here, not at the top: every other command starts faster without the hub in memory.
+      const { createHub } = await import('@fieldhub/hub');
       const instance = createHub(input);
       const info = await instance.start();
       process.stdout.write(summary(info, instance.config.dataDir));
       let demo: DemoDevice | undefined;
       if (options.demo) {
+        const { startDemoDevice } = await import('../demo-device');
         const print = (line: string) => process.stdout.write(`${line}\n`);
         demo = await startDemoDevice(instance, info, readFileSync(info.caCertificate, 'utf8'), print).catch(
           (error: unknown) => {
@@ -63,8 +66,9 @@ export function addHubCommands(program: Command): void {
         if (stopping) return;
         stopping = true;
         instance.logger.info({ signal }, 'stopping');
-        Promise.resolve(demo?.stop())
-          .catch(() => undefined)
+        // The demo device never holds up the hub's own stop.
+        const demoStopped = Promise.resolve(demo?.stop()).catch(() => undefined);
+        Promise.race([demoStopped, new Promise((resolve) => setTimeout(resolve, 5000))])
           .then(() => instance.stop())
           .then(
             () => process.exit(0),

@@ -3,7 +3,7 @@ import type { BulkOperation, ServiceClient } from '@fieldhub/service';
 import type { Command } from 'commander';
 import { addHubConnectionOptions, type HubConnectionOptions, openService } from '../hub-connection';
 import { fields, positiveInteger, positiveNumber, write, writeJson } from '../output';
-import { runSimulation, type SimulatedDevice, type SimulationProgress, type SimulationSummary } from '../simulation';
+import type { SimulatedDevice, SimulationProgress, SimulationSummary } from '../simulation';
 
 interface SimulateOptions extends HubConnectionOptions {
   rate: number;
@@ -52,6 +52,8 @@ export function addSimulateCommand(program: Command): void {
       }
       const mqttPort = options.mqttPort ?? connection.mqttPort;
       const display = progressDisplay();
+      // The device SDK is loaded only by the command that needs it.
+      const { runSimulation } = await import('../simulation');
       const summary = await runSimulation({
         devices,
         hostName: connection.hostName,
