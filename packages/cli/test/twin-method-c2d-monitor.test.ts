@@ -84,6 +84,22 @@ describe('fieldhub twin', () => {
     );
   });
 
+  it('reads and updates a module twin with --module, and signs module tokens', async () => {
+    const added = await hub.request('PUT', '/devices/valve-1/modules/filter', {
+      body: { deviceId: 'valve-1', moduleId: 'filter' },
+    });
+    expect(added.status).toBe(200);
+    const updated = await run(['twin', 'update', 'valve-1', '--module', 'filter', '--desired', '{"mesh":40}', ...at()]);
+    expect(updated.code, updated.stderr).toBe(0);
+    expect(updated.stdout).toContain("Updated the twin of 'valve-1/filter'");
+    const twin = JSON.parse((await run(['twin', 'show', 'valve-1', '--module', 'filter', '--json', ...at()])).stdout);
+    expect(twin).toMatchObject({ deviceId: 'valve-1', moduleId: 'filter', properties: { desired: { mesh: 40 } } });
+    const shown = await run(['twin', 'show', 'valve-1', '--module', 'filter', ...at()]);
+    expect(shown.stdout).toMatch(/device id\s+valve-1 \(module filter\)/);
+    const token = await run(['sas', 'device', 'valve-1', '--module', 'filter', ...at()]);
+    expect(token.stdout).toMatch(/^SharedAccessSignature sr=localhost%2Fdevices%2Fvalve-1%2Fmodules%2Ffilter&/);
+  });
+
   it('refuses bad input with one line', async () => {
     expectFailure(await run(['twin', 'update', 'valve-1', ...at()]), 'nothing to update');
     expectFailure(

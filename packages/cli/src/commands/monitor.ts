@@ -57,7 +57,7 @@ export function addMonitorCommand(program: Command): void {
       });
       for await (const event of events) {
         if (options.device !== undefined && event.deviceId !== options.device) continue;
-        process.stdout.write(`${options.json ? JSON.stringify(toJson(event)) : render(event, paint)}\n`);
+        process.stdout.write(`${options.json ? JSON.stringify(toJson(event)) : renderEvent(event, paint)}\n`);
         seen += 1;
         if (options.count !== undefined && seen >= options.count) break;
       }
@@ -95,7 +95,8 @@ function source(event: TelemetryEvent): string {
   return typeof value === 'string' ? value : 'Telemetry';
 }
 
-function render(event: TelemetryEvent, paint: (style: Style, text: string) => string): string {
+/** One readable line for an event; `paint` colours (or not). */
+export function renderEvent(event: TelemetryEvent, paint: (style: Style, text: string) => string): string {
   const time = event.enqueuedTime.toISOString();
   const deviceId = event.deviceId ?? '?';
   const who = event.moduleId ? `${deviceId}/${event.moduleId}` : deviceId;
