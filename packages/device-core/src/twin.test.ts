@@ -204,3 +204,24 @@ describe('interrupted twin operations', () => {
     await client.close();
   });
 });
+
+describe('desiredPropertyUpdates and close()', () => {
+  it('ends a for-await loop when the client closes, also while the loop body awaits the client', async () => {
+    const hub = new FakeHub();
+    const client = await connect(hub);
+    const seen: number[] = [];
+    const loop = (async () => {
+      for await (const patch of client.desiredPropertyUpdates()) {
+        seen.push(patch.$version);
+        await client.updateReportedProperties({ ack: patch.$version }).catch(() => undefined);
+      }
+      return 'ended';
+    })();
+    await tick(10);
+    hub.patchDesired({ mode: 'eco' });
+    await tick(10);
+    await client.close();
+    await tick(10);
+    await expect(loop).resolves.toBe('ended');
+  });
+});
