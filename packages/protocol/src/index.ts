@@ -21,6 +21,7 @@ export * from './errors';
 export * from './hmac';
 export * from './limits';
 export * from './property-bag';
+export * from './registry-shapes';
 export * from './sas';
 export * from './sha256';
 export * from './topics';

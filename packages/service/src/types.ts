@@ -3,17 +3,32 @@
  * Timestamps stay ISO 8601 strings, as on the wire; `0001-01-01T00:00:00Z` means "never".
  */
 
-/** `status` of a device. */
-export type DeviceStatus = 'enabled' | 'disabled';
+import type {
+  AuthenticationType,
+  ConnectionState,
+  Device,
+  DeviceStatus,
+  Module,
+  RegistryStatistics,
+  ServiceStatistics,
+} from '@fieldhub/protocol';
 
-/** `connectionState` of a device or module (capitalised, as Azure). */
-export type ConnectionState = 'Connected' | 'Disconnected';
+// The registry's answer shapes are @fieldhub/protocol's, shared with the hub that produces them.
+export type {
+  AuthenticationType,
+  ConnectionState,
+  Device,
+  DeviceStatus,
+  Module,
+  RegistryStatistics,
+  ServiceStatistics,
+};
 
-/** `authentication.type` of a device or module. */
-export type AuthenticationType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none';
-
-/** How a device or module authenticates. Empty or absent keys make the hub generate them on create. */
-export interface AuthenticationMechanism {
+/**
+ * How a device or module authenticates, as sent on create and update. Empty or absent keys make the hub generate
+ * them on create. (Answers carry @fieldhub/protocol's `AuthenticationMechanism`, with every member present.)
+ */
+export interface AuthenticationInput {
   /** The symmetric keys (base64) for `sas`. */
   symmetricKey?: { primaryKey?: string | null; secondaryKey?: string | null };
   /** The certificate thumbprints for `selfSigned`. */
@@ -22,32 +37,12 @@ export interface AuthenticationMechanism {
   type?: AuthenticationType;
 }
 
-/** A device identity as the registry answers it (§2.4). */
-export interface Device {
-  deviceId: string;
-  /** Hub-made; differs when a device is deleted and created again. */
-  generationId: string;
-  /** The identity's etag (unquoted); guards `update` and `delete`. */
-  etag: string;
-  connectionState: ConnectionState;
-  status: DeviceStatus;
-  statusReason: string | null;
-  connectionStateUpdatedTime: string;
-  statusUpdatedTime: string;
-  lastActivityTime: string;
-  cloudToDeviceMessageCount: number;
-  authentication: AuthenticationMechanism;
-  capabilities: { iotEdge: boolean };
-  deviceScope?: string;
-  parentScopes?: string[];
-}
-
 /** What `devices.create` and `devices.update` send: a device id and any writable fields. */
 export interface DeviceInput {
   deviceId: string;
   status?: DeviceStatus;
   statusReason?: string | null;
-  authentication?: AuthenticationMechanism;
+  authentication?: AuthenticationInput;
   capabilities?: { iotEdge: boolean };
   deviceScope?: string;
   parentScopes?: string[];
@@ -55,40 +50,14 @@ export interface DeviceInput {
   etag?: string;
 }
 
-/** A module identity (§2.5). */
-export interface Module {
-  moduleId: string;
-  deviceId: string;
-  managedBy: string | null;
-  generationId: string;
-  etag: string;
-  connectionState: ConnectionState;
-  connectionStateUpdatedTime: string;
-  lastActivityTime: string;
-  cloudToDeviceMessageCount: number;
-  authentication: AuthenticationMechanism;
-}
-
 /** What `devices.modules.create` and `update` send. */
 export interface ModuleInput {
   deviceId: string;
   moduleId: string;
   managedBy?: string | null;
-  authentication?: AuthenticationMechanism;
+  authentication?: AuthenticationInput;
   /** Sent back on update when present; `update`'s `etag` option wins. */
   etag?: string;
-}
-
-/** `GET /statistics/devices`. */
-export interface RegistryStatistics {
-  totalDeviceCount: number;
-  enabledDeviceCount: number;
-  disabledDeviceCount: number;
-}
-
-/** `GET /statistics/service`. */
-export interface ServiceStatistics {
-  connectedDeviceCount: number;
 }
 
 /** A JSON object as twins hold them (tags, desired and reported properties). */
@@ -159,7 +128,7 @@ export interface BulkOperation {
   twinEtag?: string;
   status?: DeviceStatus;
   statusReason?: string | null;
-  authentication?: AuthenticationMechanism;
+  authentication?: AuthenticationInput;
   capabilities?: { iotEdge: boolean };
   tags?: TwinCollection;
   properties?: { desired?: TwinCollection };

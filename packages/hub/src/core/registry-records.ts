@@ -4,6 +4,7 @@
  * into twin documents, protocol-service.md §2.8). Pure: no store access here.
  */
 import { randomBytes, randomInt } from 'node:crypto';
+import type { AuthenticationMechanism, AuthenticationType, ConnectionState, DeviceStatus } from '@fieldhub/protocol';
 import { ArgumentError, base64Decode } from '@fieldhub/protocol';
 
 /** Store collections (all scoped by hub name by the store itself). */
@@ -32,21 +33,9 @@ export function modulePrefix(deviceId: string): string {
 }
 
 /** Azure's timestamp for "never" (§2.4). */
+export type { AuthenticationMechanism, AuthenticationType, ConnectionState, DeviceStatus };
+
 export const NEVER = '0001-01-01T00:00:00Z';
-
-/** `status` of a device (§2.4). */
-export type DeviceStatus = 'enabled' | 'disabled';
-/** `connectionState` of a device or module (§2.4; capitalised on the wire). */
-export type ConnectionState = 'Connected' | 'Disconnected';
-/** `authentication.type` (§2.4). */
-export type AuthenticationType = 'sas' | 'selfSigned' | 'certificateAuthority' | 'none';
-
-/** `authentication` exactly as the wire carries it (§2.4). */
-export interface AuthenticationMechanism {
-  symmetricKey: { primaryKey: string | null; secondaryKey: string | null };
-  x509Thumbprint: { primaryThumbprint: string | null; secondaryThumbprint: string | null };
-  type: AuthenticationType;
-}
 
 /** Fields devices and modules share. */
 interface IdentityRecordBase {

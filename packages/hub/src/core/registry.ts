@@ -3,6 +3,8 @@
  * statistics, and the connection facts the device heads keep current. Every write is guarded by the store's
  * revision (compare-and-set) and, for callers, by etags (§0 item 7).
  */
+
+import type { Device, Module, RegistryStatistics, ServiceStatistics } from '@fieldhub/protocol';
 import {
   ArgumentError,
   assertValidDeviceId,
@@ -16,9 +18,7 @@ import {
 import { type DocumentWrite, RevisionConflict, type StoredDocument } from '../store/store';
 import type { CoreContext } from './context';
 import {
-  type AuthenticationMechanism,
   Collections,
-  type ConnectionState,
   type DeviceRecord,
   type DeviceStatus,
   etagMatches,
@@ -74,49 +74,13 @@ export interface RegistryOptions {
   readonly activityWriteIntervalMs?: number | undefined;
 }
 
-/** The Device JSON of §2.4 (PL `Device` mapper names). */
-export interface DeviceDescription {
-  deviceId: string;
-  generationId: string;
-  etag: string;
-  connectionState: ConnectionState;
-  status: DeviceStatus;
-  statusReason: string | null;
-  connectionStateUpdatedTime: string;
-  statusUpdatedTime: string;
-  lastActivityTime: string;
-  cloudToDeviceMessageCount: number;
-  authentication: AuthenticationMechanism;
-  capabilities: { iotEdge: boolean };
-  deviceScope?: string;
-  parentScopes?: string[];
-}
+/** The Device JSON of §2.4 (the shape @fieldhub/protocol shares with the service SDK). */
+export type DeviceDescription = Device;
 
 /** The Module JSON of §2.5. */
-export interface ModuleDescription {
-  moduleId: string;
-  managedBy: string | null;
-  deviceId: string;
-  generationId: string;
-  etag: string;
-  connectionState: ConnectionState;
-  connectionStateUpdatedTime: string;
-  lastActivityTime: string;
-  cloudToDeviceMessageCount: number;
-  authentication: AuthenticationMechanism;
-}
+export type ModuleDescription = Module;
 
-/** `GET /statistics/devices`. */
-export interface RegistryStatistics {
-  totalDeviceCount: number;
-  enabledDeviceCount: number;
-  disabledDeviceCount: number;
-}
-
-/** `GET /statistics/service`. */
-export interface ServiceStatistics {
-  connectedDeviceCount: number;
-}
+export type { RegistryStatistics, ServiceStatistics };
 
 /** Bulk import modes (§2.6; PL enum, parsed case-insensitively). `createOrUpdate*` are Azure's import-job modes. */
 export const ImportModes = [
