@@ -4,6 +4,7 @@
  */
 
 import type {
+  AuthenticationMechanism,
   AuthenticationType,
   ConnectionState,
   Device,
@@ -15,6 +16,7 @@ import type {
 
 // The registry's answer shapes are @fieldhub/protocol's, shared with the hub that produces them.
 export type {
+  AuthenticationMechanism,
   AuthenticationType,
   ConnectionState,
   Device,

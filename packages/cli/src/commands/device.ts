@@ -1,4 +1,4 @@
-import type { AuthenticationMechanism, Device, DeviceInput, Module } from '@fieldhub/service';
+import type { AuthenticationInput, AuthenticationMechanism, Device, DeviceInput, Module } from '@fieldhub/service';
 import type { Command } from 'commander';
 import { addHubConnectionOptions, type HubConnectionOptions, openService } from '../hub-connection';
 import { fields, note, table, write, writeJson } from '../output';
@@ -164,7 +164,7 @@ export function addDeviceCommands(program: Command): void {
   });
 }
 
-function authenticationOf(options: CreateOptions): AuthenticationMechanism {
+function authenticationOf(options: CreateOptions): AuthenticationInput {
   if (options.caSigned && options.x509Thumbprint !== undefined) {
     throw new Error('give --x509-thumbprint or --ca-signed, not both');
   }
