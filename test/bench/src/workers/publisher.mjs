@@ -1,0 +1,106 @@
+// Load generator: many devices pipelining pre-encoded packets over raw TLS sockets, each keeping `window`
+// requests in flight and sending the next one as an answer frees a slot.
+// - mode `telemetry`: QoS 1 PUBLISH to the device's telemetry topic; a PUBACK frees its packet id.
+// - mode `twin`: reported-property PATCH (QoS 0, `$rid`); the hub's `$iothub/twin/res/204` answer frees the rid.
+import { connectFields, telemetryTopic } from '../lib/credentials.mjs';
+import { encodePublish, encodeSubscribe, PacketType, publishTopic } from '../lib/mqtt-frames.mjs';
+import { connectMqtt } from '../lib/mqtt-link.mjs';
+import { eachLimited, serve } from './worker-host.mjs';
+
+let devices = [];
+
+serve({
+  async connect({ target, deviceIds, mode, payloadSize, window, count }) {
+    devices = await eachLimited(deviceIds, 100, async (deviceId) => {
+      const link = await connectMqtt({ port: target.port, ca: target.ca, ...(await connectFields(target, deviceId)) });
+      const packets = [];
+      if (mode === 'telemetry') {
+        const payload = Buffer.alloc(payloadSize, 0x61);
+        for (let id = 1; id <= window; id++) {
+          packets.push(encodePublish({ topic: telemetryTopic(deviceId), payload, qos: 1, messageId: id }));
+        }
+      } else {
+        await subscribe(link, '$iothub/twin/res/#');
+        for (let rid = 1; rid <= window; rid++) {
+          const payload = Buffer.from(JSON.stringify({ temperature: 20 + (rid % 10), rid }));
+          packets.push(
+            encodePublish({ topic: `$iothub/twin/PATCH/properties/reported/?$rid=${rid}`, payload, qos: 0 }),
+          );
+        }
+      }
+      return { deviceId, link, packets, count, sent: 0, answered: 0, failures: 0, mode };
+    });
+    return { connected: devices.length };
+  },
+
+  async run() {
+    const started = performance.now();
+    await Promise.all(devices.map(drive));
+    const seconds = (performance.now() - started) / 1000;
+    const answered = devices.reduce((sum, device) => sum + device.answered, 0);
+    const failures = devices.reduce((sum, device) => sum + device.failures, 0);
+    return { answered, failures, seconds };
+  },
+
+  async close() {
+    for (const device of devices) device.link.destroy();
+    devices = [];
+  },
+});
+
+function subscribe(link, topic) {
+  return new Promise((resolve, reject) => {
+    link.onFrame = (firstByte) => {
+      if (firstByte >> 4 === PacketType.suback) resolve();
+    };
+    link.closed.then(() => reject(new Error('closed before SUBACK')));
+    link.write(encodeSubscribe(topic, 0, 1));
+  });
+}
+
+/** Sends `count` requests keeping `packets.length` in flight; resolves when every one was answered. */
+function drive(device) {
+  return new Promise((resolve, reject) => {
+    const { link, packets, count } = device;
+    const ridPattern = /\$rid=(\d+)/;
+    const socket = link.socket;
+    link.closed.then(() => {
+      if (device.answered < count) reject(new Error(`${device.deviceId}: connection closed after ${device.answered}`));
+    });
+    const onAnswer = (slot) => {
+      device.answered++;
+      if (device.sent < count) {
+        device.sent++;
+        socket.write(packets[slot]);
+      } else if (device.answered === count) {
+        resolve();
+      }
+    };
+    link.onFrame = (firstByte, buffer, bodyStart) => {
+      const type = firstByte >> 4;
+      if (device.mode === 'telemetry') {
+        if (type === PacketType.puback) onAnswer(buffer.readUInt16BE(bodyStart) - 1);
+        return;
+      }
+      if (type !== PacketType.publish) return;
+      const topic = publishTopic(buffer, bodyStart);
+      const rid = ridPattern.exec(topic);
+      if (!rid) return;
+      if (!topic.startsWith('$iothub/twin/res/204/')) device.failures++;
+      onAnswer(Number(rid[1]) - 1);
+    };
+    // Answers arriving in one chunk free several slots: cork so their replacements leave in one TLS record.
+    socket.prependListener('data', () => {
+      if (!socket.writableCorked) {
+        socket.cork();
+        process.nextTick(() => socket.uncork());
+      }
+    });
+    socket.cork();
+    const first = Math.min(packets.length, count);
+    for (let slot = 0; slot < first; slot++) socket.write(packets[slot]);
+    device.sent = first;
+    socket.uncork();
+    if (count === 0) resolve();
+  });
+}
