@@ -158,6 +158,83 @@ describe('BuiltInEndpoint', () => {
     reader.close();
   });
 
+  it('ingests a batch in order, stamped as append does, with one bus notice per partition', async () => {
+    const notices: unknown[] = [];
+    const unsubscribe = core.ctx.bus.subscribe('testhub', telemetryAppendedSubject, (payload) => {
+      notices.push(payload);
+    });
+    const authMethod = { scope: 'device', type: 'sas', issuer: 'iothub' } as const;
+    await endpoint.ingest([
+      { deviceId: 'dev1', body: text('a'), authMethod, authGenerationId: 'g1', messageId: 'm1' },
+      { deviceId: 'dev1', body: text('b'), authMethod, properties: { k: 'v' } },
+      { deviceId: 'dev2', body: text('c') },
+    ]);
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    const events = await drain(await endpoint.read({ live: false }));
+    expect(events.map(decode).sort()).toEqual(['a', 'b', 'c']);
+    const dev1 = events.filter((event) => event.deviceId === 'dev1');
+    expect(dev1.map(decode)).toEqual(['a', 'b']);
+    expect(dev1[0]?.systemProperties).toMatchObject({
+      'iothub-connection-auth-method': '{"scope":"device","type":"sas","issuer":"iothub","acceptingIpFilterRule":null}',
+      'iothub-connection-auth-generation-id': 'g1',
+      'message-id': 'm1',
+      'iothub-message-source': 'Telemetry',
+      'iothub-enqueuedtime': core.ctx.now(),
+    });
+    expect(dev1[1]?.properties).toEqual({ k: 'v' });
+    const partitions = new Set([partitionOf('dev1', 4), partitionOf('dev2', 4)]);
+    expect(notices).toHaveLength(partitions.size);
+    unsubscribe();
+  });
+
+  it('rejects a batch holding a message over 256 KB and appends none of it', async () => {
+    await expect(
+      endpoint.ingest([
+        { deviceId: 'dev1', body: text('fine') },
+        { deviceId: 'dev1', body: new Uint8Array(256 * 1024 + 1) },
+      ]),
+    ).rejects.toMatchObject({ code: 'MessageTooLarge' });
+    expect(await drain(await endpoint.read({ live: false }))).toEqual([]);
+  });
+
+  it('serves batches in the order next() would, at most maxEvents each', async () => {
+    const devices = ['a', 'b', 'c', 'd', 'e', 'f'];
+    for (let round = 0; round < 3; round++) {
+      for (const deviceId of devices) {
+        await endpoint.append({ deviceId, body: text(`${deviceId}${round}`) });
+        core.advance(1);
+      }
+    }
+    const reader = await endpoint.read({ live: false, bufferSize: 2 });
+    const batches: string[][] = [];
+    for (;;) {
+      const batch = await reader.nextBatch(4);
+      if (batch.done) break;
+      expect(batch.value.length).toBeLessThanOrEqual(4);
+      batches.push(batch.value.map(decode));
+    }
+    expect(batches.flat()).toEqual([0, 1, 2].flatMap((round) => devices.map((deviceId) => `${deviceId}${round}`)));
+  });
+
+  it('serves live readers from the recent window and from the store past it or around a gap, in order', async () => {
+    // A window of about two events per partition: most reads below must fall back to the store.
+    const small = new BuiltInEndpoint(core.ctx, { livePollMs: 5000, recentEventBytes: 4 * 300 });
+    const partition = partitionOf('dev1', 4);
+    const reader = await small.read({ partition, from: 'latest' });
+    for (let index = 0; index < 5; index++) await small.append({ deviceId: 'dev1', body: text(`a${index}`) });
+    // Another process appends to the shared store: the window has a gap now and must not hide this event.
+    await core.ctx.store.log.append('testhub', partition, [
+      { body: text('elsewhere'), properties: {}, systemProperties: {}, enqueuedTime: core.ctx.now() },
+    ]);
+    await small.ingest([{ deviceId: 'dev1', body: text('b0') }]);
+    await small.ingest([{ deviceId: 'dev1', body: text('b1') }]);
+    const events = await take(reader, 8);
+    expect(events.map(decode)).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'elsewhere', 'b0', 'b1']);
+    expect(events.map((event) => event.sequenceNumber)).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    reader.close();
+    small.stop();
+  });
+
   it('ends a waiting reader on close, on abort and on stop', async () => {
     const closed = await endpoint.read();
     const next = closed.next();

@@ -142,6 +142,11 @@ export interface BuiltInEndpointOptions {
   readonly trimIntervalMs?: number;
   /** Safety poll of idle live readers, in case a bus notification was lost (default 1 s). */
   readonly livePollMs?: number;
+  /**
+   * Memory for the most recent events, served to live readers without a store read (default 8 MB, split
+   * between the partitions; 0 turns it off). Used only while a reader is open.
+   */
+  readonly recentEventBytes?: number;
 }
 
 /** The bus subject announcing appends: payload {@link TelemetryAppended}. */
@@ -192,6 +197,8 @@ class AppendNotifier {
   bump(partition: number): void {
     if (partition < 0 || partition >= this.versions.length) return;
     this.versions[partition] = (this.versions[partition] ?? 0) + 1;
+    // Bumped once per committed batch and partition: usually nobody waits, so copy nothing then.
+    if (this.waiters.size === 0) return;
     const waiters = [...this.waiters];
     this.waiters.clear();
     for (const wake of waiters) wake();
@@ -223,20 +230,104 @@ class AppendNotifier {
   }
 }
 
+/** Rough per-event memory beyond the body (objects, property maps), for the budget of {@link RecentEvents}. */
+const eventOverheadBytes = 256;
+
+/**
+ * The most recently committed events of each partition, in memory, so that live readers (the common case: a
+ * reader following `latest`) get them without a store read and a JSON parse per event. A bounded window: at most
+ * `maxBytes` per partition (bodies plus an estimate of the rest), oldest dropped first; a reader that is behind
+ * it reads from the store as before. Holds only durable events (added after the store resolved), each
+ * partition as one contiguous run of sequence numbers: anything else (appends by another process, a failed
+ * append) resets that partition's window, and a position it does not hold falls back to the store.
+ */
+class RecentEvents {
+  private readonly partitions: { events: LogEvent[]; head: number; bytes: number }[];
+
+  constructor(
+    partitionCount: number,
+    private readonly maxBytes: number,
+  ) {
+    this.partitions = Array.from({ length: partitionCount }, () => ({ events: [], head: 0, bytes: 0 }));
+  }
+
+  /** Adds committed events of one partition (in sequence order). */
+  add(partition: number, events: readonly LogEvent[]): void {
+    const window = this.partitions[partition];
+    const first = events[0];
+    if (!window || !first) return;
+    const last = window.events[window.events.length - 1];
+    if (last !== undefined && first.sequenceNumber !== last.sequenceNumber + 1) this.clear(partition);
+    for (const event of events) {
+      window.events.push(event);
+      window.bytes += event.body.byteLength + eventOverheadBytes;
+    }
+    while (window.bytes > this.maxBytes && window.head < window.events.length) {
+      const dropped = window.events[window.head++] as LogEvent;
+      window.bytes -= dropped.body.byteLength + eventOverheadBytes;
+    }
+    // Compact now and then rather than shift() per event.
+    if (window.head > 1024 && window.head * 2 > window.events.length) {
+      window.events = window.events.slice(window.head);
+      window.head = 0;
+    }
+  }
+
+  /** Up to `limit` events from `from`, or undefined when the window does not hold the event at `from`. */
+  read(partition: number, from: LogPosition, limit: number): LogEvent[] | undefined {
+    const window = this.partitions[partition];
+    if (!window || typeof from !== 'object' || !('sequenceNumber' in from)) return undefined;
+    const oldest = window.events[window.head];
+    if (oldest === undefined) return undefined;
+    const start = from.inclusive === true ? from.sequenceNumber : from.sequenceNumber + 1;
+    const index = window.head + (start - oldest.sequenceNumber);
+    if (index < window.head || index >= window.events.length) return undefined;
+    return window.events.slice(index, index + limit);
+  }
+
+  /** Drops events enqueued before `olderThan` (retention). */
+  trim(olderThan: number): void {
+    for (const window of this.partitions) {
+      while (window.head < window.events.length && (window.events[window.head] as LogEvent).enqueuedTime < olderThan) {
+        const dropped = window.events[window.head++] as LogEvent;
+        window.bytes -= dropped.body.byteLength + eventOverheadBytes;
+      }
+    }
+  }
+
+  clear(partition?: number): void {
+    const windows = partition === undefined ? this.partitions : [this.partitions[partition]];
+    for (const window of windows) {
+      if (!window) continue;
+      window.events = [];
+      window.head = 0;
+      window.bytes = 0;
+    }
+  }
+}
+
 /** The built-in endpoint. Starts its retention timer on construction; `stop()` ends it and every reader. */
 export class BuiltInEndpoint {
   private readonly notifier: AppendNotifier;
+  private readonly recent: RecentEvents | undefined;
   private readonly readers = new Set<TelemetryReader>();
   private readonly unsubscribe: Unsubscribe;
   private readonly trimTimer: ReturnType<typeof setInterval>;
   private readonly livePollMs: number;
   private stopped = false;
+  /** Last sequence number per partition not yet announced on the bus (see `announce`). */
+  private readonly pendingAnnouncements = new Map<number, number>();
+  private announcing = false;
 
   constructor(
     private readonly ctx: CoreContext,
     options: BuiltInEndpointOptions = {},
   ) {
     this.notifier = new AppendNotifier(ctx.options.partitionCount);
+    const recentBytes = options.recentEventBytes ?? 8 * 1024 * 1024;
+    if (recentBytes > 0) {
+      this.recent = new RecentEvents(ctx.options.partitionCount, recentBytes / ctx.options.partitionCount);
+    }
     this.livePollMs = options.livePollMs ?? 1000;
     this.unsubscribe = ctx.bus.subscribe(ctx.hubName, telemetryAppendedSubject, (payload) => {
       const partition = (payload as Partial<TelemetryAppended> | undefined)?.partition;
@@ -259,8 +350,8 @@ export class BuiltInEndpoint {
   }
 
   /**
-   * Appends a message and resolves once it is durable (group commit). Wakes live readers here and, through the
-   * bus subject `telemetry.appended`, in other processes.
+   * Appends a message and resolves once it is durable (group commit), with the event as a reader will see it.
+   * Wakes live readers here and, through the bus subject `telemetry.appended`, in other processes.
    * @throws HubError MessageTooLarge over 256 KB (protocol-device.md §7).
    */
   async append(message: EndpointMessageInput): Promise<EndpointEvent> {
@@ -269,12 +360,87 @@ export class BuiltInEndpoint {
     const partition = partitionOf(message.deviceId, this.ctx.options.partitionCount);
     const [stored] = await this.ctx.store.log.append(this.ctx.hubName, partition, [input]);
     if (!stored) throw new HubError('ServerError', 'The store did not return the appended event');
-    this.notifier.bump(partition);
-    this.ctx.bus.publish(this.ctx.hubName, telemetryAppendedSubject, {
-      partition,
-      sequenceNumber: stored.sequenceNumber,
-    } satisfies TelemetryAppended);
+    this.remember(partition, [stored]);
+    this.announce(partition, stored.sequenceNumber);
     return toEndpointEvent(stored);
+  }
+
+  /**
+   * Appends messages in order and resolves once all of them are durable: the protocol heads' path, where the
+   * acknowledgement needs only "durable". Same stamping and limits as {@link append}, but the messages of one
+   * partition go to the store as one request and no {@link EndpointEvent} is built: a head hands over all the
+   * telemetry of one socket read at once, which made the per-message promises, event objects and wake-ups of
+   * `append` the largest cost of the W1 path after SQLite itself.
+   * @throws HubError MessageTooLarge over 256 KB (protocol-device.md §7); then nothing was appended.
+   */
+  ingest(messages: readonly EndpointMessageInput[]): Promise<void> {
+    const now = this.ctx.now();
+    const count = this.ctx.options.partitionCount;
+    let inputs: LogEventInput[] | undefined;
+    let partition = -1;
+    // Usually one device (one partition); several partitions are split into one request each.
+    let byPartition: Map<number, LogEventInput[]> | undefined;
+    try {
+      for (const message of messages) {
+        const input = this.toLogInput(message, now);
+        const target = partitionOf(message.deviceId, count);
+        if (inputs === undefined) {
+          inputs = [input];
+          partition = target;
+        } else if (target === partition && byPartition === undefined) {
+          inputs.push(input);
+        } else {
+          byPartition ??= new Map([[partition, inputs]]);
+          const list = byPartition.get(target);
+          if (list) list.push(input);
+          else byPartition.set(target, [input]);
+        }
+      }
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (inputs === undefined) return Promise.resolve();
+    if (byPartition === undefined) return this.appendInputs(partition, inputs);
+    return Promise.all([...byPartition].map(([target, list]) => this.appendInputs(target, list))).then(() => {});
+  }
+
+  private appendInputs(partition: number, inputs: readonly LogEventInput[]): Promise<void> {
+    return this.ctx.store.log.append(this.ctx.hubName, partition, inputs).then((stored) => {
+      const last = stored[stored.length - 1];
+      if (!last) throw new HubError('ServerError', 'The store did not return the appended events');
+      this.remember(partition, stored);
+      this.announce(partition, last.sequenceNumber);
+    });
+  }
+
+  /** Keeps committed events for live readers, only while there are readers (no cost otherwise). */
+  private remember(partition: number, stored: readonly LogEvent[]): void {
+    if (this.recent === undefined || this.readers.size === 0) return;
+    this.recent.add(partition, stored);
+  }
+
+  /**
+   * Wakes local readers at once; tells other processes through the bus, coalesced to one notice per partition
+   * per microtask turn (a group commit resolves many appends together; one notice with the last sequence number
+   * says the same as one per append).
+   */
+  private announce(partition: number, sequenceNumber: number): void {
+    this.notifier.bump(partition);
+    const pending = this.pendingAnnouncements;
+    const known = pending.get(partition);
+    if (known === undefined || sequenceNumber > known) pending.set(partition, sequenceNumber);
+    if (this.announcing) return;
+    this.announcing = true;
+    queueMicrotask(() => {
+      this.announcing = false;
+      for (const [target, last] of pending) {
+        this.ctx.bus.publish(this.ctx.hubName, telemetryAppendedSubject, {
+          partition: target,
+          sequenceNumber: last,
+        } satisfies TelemetryAppended);
+      }
+      pending.clear();
+    });
   }
 
   /**
@@ -302,18 +468,29 @@ export class BuiltInEndpoint {
     for (const partition of partitions) cursors.set(partition, await this.startCursor(partition, from));
     const reader = new TelemetryReader({
       ctx: this.ctx,
+      source: this.readFrom,
       notifier: this.notifier,
       cursors,
       bufferSize,
       live: options.live ?? true,
       livePollMs: this.livePollMs,
       signal: options.signal,
-      onClose: (closed) => this.readers.delete(closed),
+      onClose: (closed) => {
+        this.readers.delete(closed);
+        // Nobody to serve: release the window (it restarts with the next reader's appends).
+        if (this.readers.size === 0) this.recent?.clear();
+      },
     });
     if (this.stopped) reader.close();
     else this.readers.add(reader);
     return reader;
   }
+
+  /** Where readers get events: the window of recent events when it holds the position, else the store. */
+  private readonly readFrom = (partition: number, from: LogPosition, limit: number): Promise<LogEvent[]> => {
+    const recent = this.recent?.read(partition, from, limit);
+    return recent ? Promise.resolve(recent) : this.ctx.store.log.read(this.ctx.hubName, partition, from, limit);
+  };
 
   /** Facts about one partition (begin/last sequence number, last enqueued time). */
   async partitionInfo(partition: number): Promise<PartitionInfo> {
@@ -323,6 +500,7 @@ export class BuiltInEndpoint {
   /** Applies retention now: deletes events older than `ctx.options.retentionMs`. Returns how many. */
   async trim(): Promise<number> {
     const olderThan = this.ctx.now() - this.ctx.options.retentionMs;
+    this.recent?.trim(olderThan);
     let removed = 0;
     for (let partition = 0; partition < this.ctx.options.partitionCount; partition++) {
       removed += await this.ctx.store.log.trim(this.ctx.hubName, partition, olderThan);
@@ -417,33 +595,46 @@ export class BuiltInEndpoint {
   }
 
   private toLogInput(message: EndpointMessageInput, now: number): LogEventInput {
+    // Runs once per message on the telemetry path: plain assignments, no closures, no entry arrays.
     const system: Record<string, string | number | boolean> = { ...message.annotations };
-    const set = (name: string, value: string | undefined) => {
-      if (value !== undefined) system[name] = value;
-    };
-    set(SystemPropertyNames.messageId, message.messageId);
-    set(SystemPropertyNames.correlationId, message.correlationId);
-    set(SystemPropertyNames.userId, message.userId);
-    set(SystemPropertyNames.contentType, message.contentType);
-    set(SystemPropertyNames.contentEncoding, message.contentEncoding);
-    set(SystemPropertyNames.deviceId, message.deviceId);
-    set(SystemPropertyNames.moduleId, message.moduleId);
-    if (message.authMethod) {
-      // Azure's exact spelling, including the always-null ip filter rule (§4.3).
-      set(SystemPropertyNames.authMethod, JSON.stringify({ ...message.authMethod, acceptingIpFilterRule: null }));
+    if (message.messageId !== undefined) system[SystemPropertyNames.messageId] = message.messageId;
+    if (message.correlationId !== undefined) system[SystemPropertyNames.correlationId] = message.correlationId;
+    if (message.userId !== undefined) system[SystemPropertyNames.userId] = message.userId;
+    if (message.contentType !== undefined) system[SystemPropertyNames.contentType] = message.contentType;
+    if (message.contentEncoding !== undefined) system[SystemPropertyNames.contentEncoding] = message.contentEncoding;
+    system[SystemPropertyNames.deviceId] = message.deviceId;
+    if (message.moduleId !== undefined) system[SystemPropertyNames.moduleId] = message.moduleId;
+    if (message.authMethod) system[SystemPropertyNames.authMethod] = authMethodText(message.authMethod);
+    if (message.authGenerationId !== undefined) {
+      system[SystemPropertyNames.authGenerationId] = message.authGenerationId;
     }
-    set(SystemPropertyNames.authGenerationId, message.authGenerationId);
     system[SystemPropertyNames.enqueuedTime] = now;
     system[SystemPropertyNames.messageSource] = message.source ?? MessageSources.Telemetry;
-    const properties = { ...message.properties };
+    const properties: Record<string, string> = { ...message.properties };
     let size = message.body.byteLength;
-    for (const [name, value] of Object.entries(properties)) size += name.length + value.length;
-    for (const value of Object.values(system)) size += String(value).length;
+    for (const name in properties) size += name.length + (properties[name] as string).length;
+    for (const name in system) {
+      const value = system[name];
+      size += typeof value === 'string' ? value.length : String(value).length;
+    }
     if (size > maxMessageBytes) {
       throw new HubError('MessageTooLarge', `The message is ${size} bytes; the limit is ${maxMessageBytes}`);
     }
     return { body: message.body, properties, systemProperties: system, enqueuedTime: now };
   }
+}
+
+// A session stamps every message with the same auth method object: serialise it once, not per message.
+const authMethodTexts = new WeakMap<ConnectionAuthMethod, string>();
+
+/** `iothub-connection-auth-method` in Azure's exact spelling, including the always-null ip filter rule (§4.3). */
+function authMethodText(method: ConnectionAuthMethod): string {
+  let text = authMethodTexts.get(method);
+  if (text === undefined) {
+    text = JSON.stringify({ ...method, acceptingIpFilterRule: null });
+    authMethodTexts.set(method, text);
+  }
+  return text;
 }
 
 function isDefaultGroup(name: string): boolean {
@@ -500,6 +691,8 @@ interface PartitionCursor {
 
 interface TelemetryReaderInit {
   readonly ctx: CoreContext;
+  /** Reads events of a partition from a position (the recent window or the store). */
+  readonly source: (partition: number, from: LogPosition, limit: number) => Promise<LogEvent[]>;
   readonly notifier: AppendNotifier;
   readonly cursors: ReadonlyMap<number, LogPosition>;
   readonly bufferSize: number;
@@ -541,32 +734,64 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
 
   /** The next event; waits for new appends when live and caught up. */
   async next(): Promise<IteratorResult<EndpointEvent, undefined>> {
-    const { ctx, notifier, bufferSize } = this.init;
+    const events = await this.take(1);
+    const event = events[0];
+    return event ? { done: false, value: toEndpointEvent(event) } : { done: true, value: undefined };
+  }
+
+  /**
+   * The next events, at most `maxEvents` (at least 1), in the order {@link next} would return them; waits like
+   * `next()` for the first one, then takes what the buffers and the store hold now without waiting again.
+   * `done` once the reader ended. For writers that send many events per socket write (the SSE route): one
+   * call per batch instead of an await per event.
+   */
+  async nextBatch(maxEvents: number): Promise<IteratorResult<EndpointEvent[], undefined>> {
+    const events = await this.take(Math.max(1, Math.trunc(maxEvents)));
+    if (events.length === 0) return { done: true, value: undefined };
+    return { done: false, value: events.map(toEndpointEvent) };
+  }
+
+  /** Up to `max` events in merged order; waits (when live) only while it has none. Empty when the reader ended. */
+  private async take(max: number): Promise<LogEvent[]> {
+    const { source, notifier, bufferSize } = this.init;
+    const taken: LogEvent[] = [];
     while (!this.closed) {
       for (const [partition, cursor] of this.partitions) {
         if (cursor.buffer.length > 0) continue;
         const version = notifier.version(partition);
         if (cursor.emptyAtVersion === version) continue;
-        const events = await ctx.store.log.read(ctx.hubName, partition, cursor.position, bufferSize);
+        const events = await source(partition, cursor.position, bufferSize);
         if (this.closed) break;
         if (events.length === 0) cursor.emptyAtVersion = version;
         else cursor.buffer = events;
       }
       if (this.closed) break;
-      const chosen = this.pickOldestHead();
-      if (chosen) {
+      // Merge: a head may be taken only while every partition has a buffered head or is known empty; a buffer
+      // emptied by a take sends the loop back to refill that partition first.
+      let refill = false;
+      while (taken.length < max) {
+        const chosen = this.pickOldestHead();
+        if (!chosen) break;
         const event = chosen.buffer.shift()!;
         chosen.position = { sequenceNumber: event.sequenceNumber, inclusive: false };
         chosen.emptyAtVersion = undefined;
-        return { done: false, value: toEndpointEvent(event) };
+        taken.push(event);
+        if (chosen.buffer.length === 0) {
+          refill = true;
+          break;
+        }
       }
+      if (taken.length >= max) return taken;
+      if (refill) continue;
+      if (taken.length > 0) return taken;
       if (!this.init.live) break;
       const woken = await notifier.wait(this.init.livePollMs, this.abort.signal);
       // A wake moved the version of the partitions that grew; the safety poll re-reads all of them.
       if (!woken) for (const cursor of this.partitions.values()) cursor.emptyAtVersion = undefined;
     }
+    // Events taken before a close are dropped with the reader, as a closed reader's buffers are.
     this.close();
-    return { done: true, value: undefined };
+    return [];
   }
 
   /** Ends the iteration (also from `break` in `for await`). */

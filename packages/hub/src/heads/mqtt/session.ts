@@ -29,7 +29,7 @@ import { handlePublish } from './handlers/publish';
 import { handleSubscribe } from './handlers/subscribe';
 import { handleUnsubscribe } from './handlers/unsubscribe';
 import type { MethodResponder } from './method-responder';
-import { endpointInput } from './telemetry-ingest';
+import { endpointInput, TelemetryBatch } from './telemetry-ingest';
 
 /** Who the session authenticated as. */
 export interface SessionIdentity {
@@ -124,8 +124,10 @@ export class MqttSession {
   cleanDisconnect = false;
   /** PUBACKs owed for QoS 1 telemetry, in arrival order. */
   readonly acks = new AckQueue(32);
-  /** Telemetry appends in flight (QoS 0 and 1). */
+  /** Telemetry appends in flight (QoS 0 and 1), counted per message. */
   pendingAppends = 0;
+  /** Telemetry of the current turn, appended as one batch at its end. */
+  readonly telemetry: TelemetryBatch = new TelemetryBatch(this);
   /** Subscribed to `$iothub/twin/res/#`. */
   twinResponses = false;
   desired: DesiredPropertiesForwarder | undefined;
@@ -273,15 +275,15 @@ export class MqttSession {
     this.close('evicted by a newer connection of the same identity', 'info');
   }
 
-  /** Counts a telemetry append in flight; reading pauses at the session's bound. */
-  appendStarted(): void {
-    this.pendingAppends += 1;
+  /** Counts telemetry appends in flight; reading pauses at the session's bound. */
+  appendsStarted(count: number): void {
+    this.pendingAppends += count;
     if (this.pendingAppends >= this.head.settings.maxPendingAppends) this.setPaused(PauseReasons.appends, true);
   }
 
-  /** An append finished (either way). */
-  appendFinished(): void {
-    this.pendingAppends -= 1;
+  /** Appends finished (either way). */
+  appendsFinished(count: number): void {
+    this.pendingAppends -= count;
     if (this.pendingAppends <= this.head.settings.maxPendingAppends >> 1) this.setPaused(PauseReasons.appends, false);
   }
 
@@ -303,20 +305,21 @@ export class MqttSession {
   }
 
   /**
-   * Marks a telemetry append of a QoS 1 PUBLISH durable and writes every PUBACK that may now go out, in arrival
-   * order, as one write.
+   * Marks the telemetry appends of QoS 1 PUBLISHes durable (their tickets from `acks.push`) and writes every
+   * PUBACK that may now go out, in arrival order, as one write.
    */
-  acknowledge(ticket: number): void {
+  acknowledge(tickets: readonly number[]): void {
     let ids: number[] | undefined;
     let single = -1;
-    this.acks.complete(ticket, (packetId) => {
+    const release = (packetId: number): void => {
       if (single < 0) {
         single = packetId;
         return;
       }
       ids ??= [single];
       ids.push(packetId);
-    });
+    };
+    for (const ticket of tickets) this.acks.complete(ticket, release);
     if (this.state === 'closed') return;
     if (ids === undefined) {
       if (single >= 0) this.write(pubackOf(single));
@@ -438,6 +441,8 @@ export class MqttSession {
     clearTimeout(this.keepAliveTimer);
     clearTimeout(this.expiryTimer);
     this.unsubscribeEvict?.();
+    // Telemetry parsed before the close is still appended (as it was received), and before the will.
+    this.telemetry.flush();
     this.acks.clear();
     this.backlog = undefined;
     this.desired?.stop();
