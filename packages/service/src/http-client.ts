@@ -4,6 +4,7 @@
  * HubError family, and AbortSignals honoured everywhere. Internal: not exported from the package.
  */
 import { randomUUID } from 'node:crypto';
+import { setMaxListeners } from 'node:events';
 import { isIP } from 'node:net';
 import { createSasToken } from '@fieldhub/auth';
 import {
@@ -76,6 +77,9 @@ export class HttpClient {
   private tokenPromise: Promise<string> | undefined;
 
   constructor(private readonly settings: HttpClientSettings) {
+    // Every call in flight listens to this signal: without a limit, the 11th concurrent call printed Node's
+    // MaxListenersExceededWarning although nothing leaks (each call removes its listener when it settles).
+    setMaxListeners(0, this.closing.signal);
     const { hostName } = settings.connectionString;
     this.hostName = hostName;
     const { host, port: hostPort } = splitHost(hostName);

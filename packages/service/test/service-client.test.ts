@@ -66,6 +66,20 @@ describe('@fieldhub/service against a real hub', () => {
       }
     });
 
+    it('runs 50 calls at once without a MaxListenersExceededWarning', async () => {
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on('warning', onWarning);
+      try {
+        const answers = await Promise.all(Array.from({ length: 50 }, () => service.devices.statistics()));
+        expect(answers).toHaveLength(50);
+        await new Promise((resolve) => setImmediate(resolve));
+      } finally {
+        process.off('warning', onWarning);
+      }
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+    });
+
     it('dials the port option when the host name has none', async () => {
       await using client = createServiceClient({
         connectionString: testHub.info.serviceConnectionString,
