@@ -470,11 +470,19 @@ export async function openSqliteStore(options: SqliteStoreOptions): Promise<Stor
           sequenceNumber,
           event.enqueuedTime,
           toBuffer(event.body),
-          JSON.stringify(event.properties),
+          jsonOf(event.properties),
           JSON.stringify(event.systemProperties),
         );
         counter.lastEnqueuedTime = event.enqueuedTime;
-        appended.push({ ...event, partition: request.partition, sequenceNumber });
+        // An object literal of one shape rather than a spread: this runs once per telemetry message.
+        appended.push({
+          body: event.body,
+          properties: event.properties,
+          systemProperties: event.systemProperties,
+          enqueuedTime: event.enqueuedTime,
+          partition: request.partition,
+          sequenceNumber,
+        });
       }
       return appended;
     });
@@ -642,6 +650,12 @@ function checkPartition(partition: number): void {
 function checkEvent(event: LogEventInput): void {
   if (!(event.body instanceof Uint8Array)) throw new TypeError('event body must be a Uint8Array');
   if (!Number.isFinite(event.enqueuedTime)) throw new RangeError('event enqueuedTime must be a finite number');
+}
+
+/** JSON of a property map; most telemetry has no application properties, so skip the serialiser for those. */
+function jsonOf(properties: Readonly<Record<string, string>>): string {
+  for (const _ in properties) return JSON.stringify(properties);
+  return '{}';
 }
 
 /** A Buffer view of the bytes (no copy): better-sqlite3 binds Buffers as BLOBs. */
