@@ -8,7 +8,7 @@ import { eachLimited, serve } from './worker-host.mjs';
 let links = [];
 
 serve({
-  async connect({ target, deviceIds, concurrency = 64 }) {
+  async connect({ target, deviceIds, concurrency = 16 }) {
     let session;
     const first = deviceIds[0];
     const open = async (deviceId) => {

@@ -420,6 +420,7 @@ const w8 = {
     const [deviceId] = deviceIds('cold', 1);
     await registerDevices(hub, [deviceId]);
     const dataDir = hub.dataDir;
+    await env.peer?.stop();
     await hub.stop({ keepData: true });
     env.hub = null;
     env.peer = null;
