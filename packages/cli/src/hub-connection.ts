@@ -8,9 +8,8 @@
 import { readFile } from 'node:fs/promises';
 import { request as httpsRequest } from 'node:https';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
-import { createSasToken } from '@fieldhub/auth';
 import { ArgumentError, HubError, parseServiceConnectionString } from '@fieldhub/protocol';
-import { createServiceClient, type ServiceClient } from '@fieldhub/service';
+import type { ServiceClient } from '@fieldhub/service';
 import type { Command } from 'commander';
 
 /** The connection flags every hub-talking command accepts. */
@@ -188,6 +187,8 @@ export interface HubConnection extends AsyncDisposable {
  */
 export async function openService(options: HubConnectionOptions): Promise<HubConnection> {
   const hub = await resolveHub(options);
+  // Loaded here, not at the top: `fieldhub hub start` shares this chunk and must not pay for undici (~100 ms).
+  const { createServiceClient } = await import('@fieldhub/service');
   const service = createServiceClient({
     connectionString: hub.connectionString,
     port: hub.httpsPort,
@@ -213,6 +214,7 @@ export async function connectToHub(options: HubConnectionOptions): Promise<HubCl
   const parsed = parseServiceConnectionString(hub.connectionString);
   const authorization = async (): Promise<string> => {
     if ('sharedAccessSignature' in parsed) return parsed.sharedAccessSignature;
+    const { createSasToken } = await import('@fieldhub/auth');
     // Like azure-iothub: a fresh token per request, sr = the host name unencoded (§1.3).
     return createSasToken({
       resourceUri: parsed.hostName,

@@ -1,4 +1,4 @@
-import { createVerificationCertificate, parseCertificate } from '@fieldhub/auth';
+import type { parseCertificate } from '@fieldhub/auth';
 import type { Command } from 'commander';
 import { addHubConnectionOptions, connectToHub, type HubConnectionOptions, readFlagFile } from '../hub-connection';
 
@@ -80,7 +80,7 @@ export function addCaCommands(program: Command): void {
   ).action(async (name: string, options: HubConnectionOptions & { key: string; cert: string }) => {
     const privateKey = await readFlagFile(options.key, 'CA private key');
     const certificate = await readFlagFile(options.cert, 'CA certificate');
-    const local = readLocalCertificate(certificate, options.cert);
+    const local = await readLocalCertificate(certificate, options.cert);
     const hub = await connectToHub(options);
     const stored = await hub.request<CertificateDescription>('GET', path(name));
     // Catch the wrong file here: the hub would only say the proof is not signed by its CA.
@@ -95,6 +95,8 @@ export function addCaCommands(program: Command): void {
       'POST',
       path(name, 'generateVerificationCode'),
     );
+    // @fieldhub/auth (and node-forge) only load for the commands that sign or parse certificates.
+    const { createVerificationCertificate } = await import('@fieldhub/auth');
     const proof = await createVerificationCertificate({ ca: { certificate, privateKey }, verificationCode });
     const verified = await hub.request<CertificateDescription>('POST', path(name, 'verify'), {
       body: { certificate: proof },
@@ -155,7 +157,8 @@ export function addCaCommands(program: Command): void {
   });
 }
 
-function readLocalCertificate(pem: string, file: string): ReturnType<typeof parseCertificate> {
+async function readLocalCertificate(pem: string, file: string): Promise<ReturnType<typeof parseCertificate>> {
+  const { parseCertificate } = await import('@fieldhub/auth');
   try {
     return parseCertificate(pem);
   } catch {

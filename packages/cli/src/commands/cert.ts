@@ -1,15 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
-import {
-  createRootCa,
-  createSelfSignedCertificate,
-  createVerificationCertificate,
-  issueDeviceCertificate,
-  parseCertificate,
-} from '@fieldhub/auth';
 import type { Command } from 'commander';
 import { readFlagFile } from '../hub-connection';
 import { fields, write, writeJson } from '../output';
+
+/** @fieldhub/auth (with node-forge) loads only when a cert command runs, not with every `fieldhub` command. */
+const auth = () => import('@fieldhub/auth');
 
 interface OutputOptions {
   out: string;
@@ -45,7 +41,7 @@ export function addCertCommands(program: Command): void {
     .option('--force', 'overwrite existing files')
     .option('--json', 'print what was written as JSON')
     .action(async (options: OutputOptions & { name: string; days: string }) => {
-      const ca = await createRootCa({ commonName: options.name, validityDays: days(options.days) });
+      const ca = await (await auth()).createRootCa({ commonName: options.name, validityDays: days(options.days) });
       const written = await save(options, 'ca', ca.certificate, ca.privateKey);
       report(written, options, [
         'Register it with the hub and prove possession of its key:',
@@ -69,7 +65,11 @@ export function addCertCommands(program: Command): void {
         certificate: await readFlagFile(options.caCert, 'CA certificate'),
         privateKey: await readFlagFile(options.caKey, 'CA private key'),
       };
-      const issued = await issueDeviceCertificate({ issuer, deviceId, validityDays: days(options.days) });
+      const issued = await (await auth()).issueDeviceCertificate({
+        issuer,
+        deviceId,
+        validityDays: days(options.days),
+      });
       const written = await save(options, deviceId, issued.certificate, issued.privateKey);
       report(written, options, [
         'Register the device for CA authentication and print its connection string:',
@@ -87,7 +87,10 @@ export function addCertCommands(program: Command): void {
     .option('--force', 'overwrite existing files')
     .option('--json', 'print what was written as JSON')
     .action(async (deviceId: string, options: OutputOptions & { days: string }) => {
-      const made = await createSelfSignedCertificate({ commonName: deviceId, validityDays: days(options.days) });
+      const made = await (await auth()).createSelfSignedCertificate({
+        commonName: deviceId,
+        validityDays: days(options.days),
+      });
       const written = await save(options, deviceId, made.certificate, made.privateKey);
       report(written, options, [
         'Register the device with its thumbprint:',
@@ -112,10 +115,10 @@ export function addCertCommands(program: Command): void {
         certificate: await readFlagFile(options.caCert, 'CA certificate'),
         privateKey: await readFlagFile(options.caKey, 'CA private key'),
       };
-      const certificate = await createVerificationCertificate({ ca, verificationCode: options.code });
+      const certificate = await (await auth()).createVerificationCertificate({ ca, verificationCode: options.code });
       await mkdir(dirname(options.out), { recursive: true });
       await writeNew(options.out, certificate, 0o644, options.force === true);
-      report(describe(certificate, options.out), options, []);
+      report(await describe(certificate, options.out), options, []);
     });
 }
 
@@ -138,7 +141,10 @@ async function save(
   const force = options.force === true;
   await writeNew(certificateFile, certificate, 0o644, force);
   if (privateKey !== undefined) await writeNew(keyFile, privateKey, 0o600, force);
-  return { ...describe(certificate, certificateFile), ...(privateKey === undefined ? {} : { privateKey: keyFile }) };
+  return {
+    ...(await describe(certificate, certificateFile)),
+    ...(privateKey === undefined ? {} : { privateKey: keyFile }),
+  };
 }
 
 async function writeNew(file: string, text: string, mode: number, force: boolean): Promise<void> {
@@ -152,8 +158,8 @@ async function writeNew(file: string, text: string, mode: number, force: boolean
   }
 }
 
-function describe(certificate: string, file: string): Written {
-  const info = parseCertificate(certificate);
+async function describe(certificate: string, file: string): Promise<Written> {
+  const info = (await auth()).parseCertificate(certificate);
   return {
     certificate: file,
     subject: info.subject.commonName ?? '',

@@ -1,4 +1,3 @@
-import { createSasToken } from '@fieldhub/auth';
 import {
   ArgumentError,
   deviceResourceUri,
@@ -91,6 +90,7 @@ export function addSasCommands(program: Command): void {
 
 async function print(resourceUri: string, key: string, keyName: string | undefined, options: TokenOptions) {
   const now = new Date();
+  const { createSasToken } = await import('@fieldhub/auth');
   const token = await createSasToken({
     resourceUri,
     key,
