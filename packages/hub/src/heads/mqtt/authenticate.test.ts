@@ -1,5 +1,6 @@
+import { createSasTokenSync, parseSasToken, verifySasToken } from '@fieldhub/auth';
 import { describe, expect, it } from 'vitest';
-import { normalizeHost, parseClientId, resourceCovers } from './authenticate';
+import { checkDeviceSasToken, normalizeHost, parseClientId, resourceCovers } from './authenticate';
 
 describe('parseClientId', () => {
   it('splits device and module ids', () => {
@@ -33,5 +34,39 @@ describe('resourceCovers', () => {
     expect(resourceCovers('localhost/devices/d2', 'localhost', 'd1')).toBe(false);
     expect(resourceCovers('localhost/devices/d', 'localhost', 'd1')).toBe(false);
     expect(resourceCovers('localhost/devices/d1/modules/m1', 'localhost', 'd1')).toBe(false);
+  });
+});
+
+describe('checkDeviceSasToken', () => {
+  const primary = Buffer.alloc(32, 1).toString('base64');
+  const secondary = Buffer.alloc(32, 2).toString('base64');
+  const other = Buffer.alloc(32, 3).toString('base64');
+  const nowMs = Date.UTC(2024, 0, 1);
+  const tokenWith = (key: string, expiresAt = nowMs / 1000 + 3600, resourceUri = 'localhost/devices/d 1') =>
+    createSasTokenSync({ resourceUri, key, expiresAt });
+
+  it('accepts a token signed with either key, as verifySasToken does', async () => {
+    for (const key of [primary, secondary]) {
+      const token = tokenWith(key);
+      expect(checkDeviceSasToken(parseSasToken(token), [primary, secondary], nowMs, 300)).toBeUndefined();
+      await expect(verifySasToken(token, { keys: [primary, secondary], now: new Date(nowMs) })).resolves.toBeDefined();
+    }
+  });
+
+  it('refuses another key, a tampered resource and missing keys', () => {
+    expect(checkDeviceSasToken(parseSasToken(tokenWith(other)), [primary, secondary], nowMs, 300)).toBe(
+      'SAS token signature does not match',
+    );
+    const tampered = parseSasToken(tokenWith(primary));
+    expect(checkDeviceSasToken({ ...tampered, sr: 'localhost%2Fdevices%2Fd2' }, [primary], nowMs, 300)).toBe(
+      'SAS token signature does not match',
+    );
+    expect(checkDeviceSasToken(tampered, [undefined, ''], nowMs, 300)).toBe('no key is known for this SAS token');
+  });
+
+  it('refuses a token past its expiry plus the clock skew, and accepts it within the skew', () => {
+    const token = parseSasToken(tokenWith(primary, nowMs / 1000 - 60));
+    expect(checkDeviceSasToken(token, [primary], nowMs, 300)).toBeUndefined();
+    expect(checkDeviceSasToken(token, [primary], nowMs, 0)).toMatch(/^SAS token expired at /);
   });
 });
