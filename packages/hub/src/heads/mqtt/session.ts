@@ -13,7 +13,7 @@
 import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate } from 'node:tls';
 import { Limits, type MessageSystemProperties } from '@fieldhub/protocol';
-import { parser as createParser, generate, type Packet } from 'mqtt-packet';
+import { generate, type Packet } from 'mqtt-packet';
 import type { Logger } from 'pino';
 import type { CertificateAuthorities } from '../../core/certificate-authorities';
 import type { HubCore } from '../../core/hub-core';
@@ -29,6 +29,7 @@ import { handlePublish } from './handlers/publish';
 import { handleSubscribe } from './handlers/subscribe';
 import { handleUnsubscribe } from './handlers/unsubscribe';
 import type { MethodResponder } from './method-responder';
+import { createPacketParser, forgetConnect, type PacketParser } from './packet-parser';
 import { endpointInput, TelemetryBatch } from './telemetry-ingest';
 
 /** Who the session authenticated as. */
@@ -108,10 +109,44 @@ const maxTimerMs = 2_147_483_647;
 
 let nextSessionId = 1;
 
+// The session of a socket and of a parser, for the listeners below: one function for all sessions instead of
+// closures per connection (W5 counts the bytes of every idle connection).
+const sessionOf = Symbol('mqttSession');
+interface SessionCarrier {
+  [sessionOf]: MqttSession;
+}
+
+function onSocketData(this: SessionCarrier, chunk: Buffer): void {
+  this[sessionOf].onData(chunk);
+}
+function onSocketDrain(this: SessionCarrier): void {
+  this[sessionOf].onDrain();
+}
+function onSocketError(this: SessionCarrier, error: Error): void {
+  this[sessionOf].close(`socket error: ${error.message}`, 'debug');
+}
+function onSocketClose(this: SessionCarrier): void {
+  this[sessionOf].onClose();
+}
+function onParsedPacket(this: SessionCarrier, packet: Packet): void {
+  this[sessionOf].onPacket(packet);
+}
+function onParseError(this: SessionCarrier, error: Error): void {
+  this[sessionOf].close(`malformed packet: ${error.message}`, 'warn');
+}
+function onConnectTimeout(session: MqttSession): void {
+  session.close('no CONNECT in time', 'debug');
+}
+function onSessionTimer(session: MqttSession): void {
+  session.onTimer();
+}
+
+// CONNACK 0 (accepted, no session present), the same bytes for every connection.
+const connackAccepted = Buffer.from([0x20, 0x02, 0x00, 0x00]);
+
 /** One device connection. Created by the head for each TLS or WebSocket connection. */
 export class MqttSession {
-  /** Unique in this process: tells the bus eviction notice of this session from a newer one's. */
-  readonly id = `${process.pid}-${nextSessionId++}`;
+  private readonly serial = nextSessionId++;
   state: SessionState = 'awaitingConnect';
   identity: SessionIdentity | undefined;
   /** Set when a newer session of the same identity took over: no disconnect event then. */
@@ -122,12 +157,8 @@ export class MqttSession {
   will: { body: Buffer; properties: Record<string, string>; systemProperties: MessageSystemProperties } | undefined;
   /** Whether the client sent DISCONNECT (a clean close). */
   cleanDisconnect = false;
-  /** PUBACKs owed for QoS 1 telemetry, in arrival order. */
-  readonly acks = new AckQueue(32);
   /** Telemetry appends in flight (QoS 0 and 1), counted per message. */
   pendingAppends = 0;
-  /** Telemetry of the current turn, appended as one batch at its end. */
-  readonly telemetry: TelemetryBatch = new TelemetryBatch(this);
   /** Subscribed to `$iothub/twin/res/#`. */
   twinResponses = false;
   desired: DesiredPropertiesForwarder | undefined;
@@ -135,33 +166,59 @@ export class MqttSession {
   cloudToDevice: CloudToDeviceDeliveries | undefined;
   /** Packets that arrived while the CONNECT was being authenticated ([MQTT-3.1.4-5]: processed after). */
   private backlog: Packet[] | undefined;
-  private readonly parser = createParser({ protocolVersion: 4 });
+  private readonly parser: PacketParser;
   private pauses = 0;
   private connectTimer: ReturnType<typeof setTimeout> | undefined;
-  private keepAliveTimer: ReturnType<typeof setTimeout> | undefined;
+  // One timer for keep-alive and token expiry, armed for the nearer of the two (see armTimer).
+  private timer: ReturnType<typeof setTimeout> | undefined;
   private keepAliveMs = 0;
   private lastReceived = Date.now();
-  private expiryTimer: ReturnType<typeof setTimeout> | undefined;
+  private expiresAtMs = Number.POSITIVE_INFINITY;
   private unsubscribeEvict: (() => void) | undefined;
-  private drainWaiters: (() => void)[] = [];
+  private drainWaiters: (() => void)[] | undefined;
   private closeReason: string | undefined;
+  // Allocated on first use: most idle devices never send telemetry.
+  private ackQueue: AckQueue | undefined;
+  private telemetryBatch: TelemetryBatch | undefined;
 
   constructor(
     readonly head: MqttHeadContext,
     readonly socket: Duplex,
     readonly transport: TransportInfo,
   ) {
-    limitPacketSize(this.parser, head.settings.maxPacketBytes);
-    this.parser.on('packet', (packet: Packet) => this.onPacket(packet));
-    this.parser.on('error', (error: Error) => this.close(`malformed packet: ${error.message}`, 'warn'));
-    socket.on('data', (chunk: Buffer) => {
-      this.lastReceived = Date.now();
-      this.parser.parse(chunk);
-    });
-    socket.on('drain', () => this.onDrain());
-    socket.on('error', (error: Error) => this.close(`socket error: ${error.message}`, 'debug'));
-    socket.on('close', () => this.onClose());
-    this.connectTimer = setTimeout(() => this.close('no CONNECT in time', 'debug'), head.settings.connectTimeoutMs);
+    this.parser = createPacketParser(head.settings.maxPacketBytes);
+    (this.parser as unknown as SessionCarrier)[sessionOf] = this;
+    this.parser.on('packet', onParsedPacket);
+    this.parser.on('error', onParseError);
+    (socket as unknown as SessionCarrier)[sessionOf] = this;
+    socket.on('data', onSocketData);
+    socket.on('drain', onSocketDrain);
+    socket.on('error', onSocketError);
+    socket.on('close', onSocketClose);
+    this.connectTimer = setTimeout(onConnectTimeout, head.settings.connectTimeoutMs, this);
+  }
+
+  /** Unique in this process: tells the bus eviction notice of this session from a newer one's. */
+  get id(): string {
+    return `${process.pid}-${this.serial}`;
+  }
+
+  /** PUBACKs owed for QoS 1 telemetry, in arrival order. */
+  get acks(): AckQueue {
+    this.ackQueue ??= new AckQueue(32);
+    return this.ackQueue;
+  }
+
+  /** Telemetry of the current turn, appended as one batch at its end. */
+  get telemetry(): TelemetryBatch {
+    this.telemetryBatch ??= new TelemetryBatch(this);
+    return this.telemetryBatch;
+  }
+
+  /** @internal A chunk from the socket. */
+  onData(chunk: Buffer): void {
+    this.lastReceived = Date.now();
+    this.parser.parse(chunk);
   }
 
   /** The core services. */
@@ -186,7 +243,8 @@ export class MqttSession {
 
   // ---- reading -----------------------------------------------------------------------------------------------
 
-  private onPacket(packet: Packet): void {
+  /** @internal A packet from the parser. */
+  onPacket(packet: Packet): void {
     if (this.state === 'closed') return;
     if (this.state === 'awaitingConnect') {
       if (packet.cmd !== 'connect') {
@@ -198,6 +256,8 @@ export class MqttSession {
       this.connectTimer = undefined;
       this.state = 'authenticating';
       this.backlog = [];
+      // The handler has the packet; the parser need not keep it (it holds the SAS token, W5).
+      forgetConnect(this.parser);
       this.setPaused(PauseReasons.authentication, true);
       handleConnect(this, packet).catch((error: unknown) => {
         this.logger.error({ err: error, ...this.describe() }, 'mqtt CONNECT handling failed');
@@ -249,8 +309,12 @@ export class MqttSession {
   accept(identity: SessionIdentity, keepAliveSeconds: number, expiresAtMs: number | undefined): void {
     this.identity = identity;
     this.state = 'connected';
-    this.armKeepAlive(keepAliveSeconds);
-    if (expiresAtMs !== undefined) this.armExpiry(expiresAtMs);
+    // Keep-alive: the hub drops a connection silent for 1.5 × the client's keep-alive [MQTT-3.1.2-24], capped
+    // at 1767 s (protocol-device.md §2.2, §7); 0 means none. SAS expiry: IoT Hub severs the connection (§1.3).
+    if (keepAliveSeconds > 0)
+      this.keepAliveMs = Math.min(keepAliveSeconds * 1500, Limits.mqttKeepAliveMaxSeconds * 1000);
+    if (expiresAtMs !== undefined) this.expiresAtMs = expiresAtMs;
+    this.armTimer();
     this.unsubscribeEvict = this.core.context.bus.subscribe(
       this.core.context.hubName,
       `session.evict.${identity.key}`,
@@ -296,6 +360,11 @@ export class MqttSession {
   }
 
   // ---- writing -----------------------------------------------------------------------------------------------
+
+  /** Writes CONNACK 0 (accepted, no session present). */
+  sendConnackAccepted(): void {
+    this.write(connackAccepted);
+  }
 
   /** Writes encoded bytes; pauses reading while the write buffer is over its bound. */
   write(bytes: Buffer): void {
@@ -352,49 +421,50 @@ export class MqttSession {
   /** Resolves when the write buffer is under its bound, or the session closed. */
   whenWritable(): Promise<void> {
     if (!this.congested || this.state === 'closed') return Promise.resolve();
-    return new Promise((resolve) => this.drainWaiters.push(resolve));
+    return new Promise((resolve) => {
+      this.drainWaiters ??= [];
+      this.drainWaiters.push(resolve);
+    });
   }
 
-  private onDrain(): void {
+  /** @internal The socket's write buffer drained. */
+  onDrain(): void {
     this.setPaused(PauseReasons.writes, false);
     const waiters = this.drainWaiters;
-    this.drainWaiters = [];
+    if (waiters === undefined) return;
+    this.drainWaiters = undefined;
     for (const resolve of waiters) resolve();
   }
 
   // ---- timers ------------------------------------------------------------------------------------------------
 
   /**
-   * Keep-alive: the hub drops a connection silent for 1.5 × the client's keep-alive [MQTT-3.1.2-24], capped at
-   * 1767 s (protocol-device.md §2.2, §7); 0 means no keep-alive. One timer per session, re-armed only when it
-   * fires (not on every packet): `lastReceived` is a number written per data chunk.
+   * Arms the session's one timer for the nearer of the keep-alive deadline and the token expiry. It is re-armed
+   * only when it fires, not on every packet: `lastReceived` is a number written per data chunk.
    */
-  private armKeepAlive(seconds: number): void {
-    if (seconds <= 0) return;
-    this.keepAliveMs = Math.min(seconds * 1500, Limits.mqttKeepAliveMaxSeconds * 1000);
-    const check = (): void => {
-      const idle = Date.now() - this.lastReceived;
-      if (idle >= this.keepAliveMs) {
-        this.close(`keep-alive expired (${Math.round(idle / 1000)} s silent)`, 'debug');
-        return;
-      }
-      this.keepAliveTimer = setTimeout(check, this.keepAliveMs - idle);
-    };
-    this.keepAliveTimer = setTimeout(check, this.keepAliveMs);
+  private armTimer(): void {
+    const keepAliveDue = this.keepAliveMs > 0 ? this.lastReceived + this.keepAliveMs : Number.POSITIVE_INFINITY;
+    const due = Math.min(keepAliveDue, this.expiresAtMs);
+    if (due === Number.POSITIVE_INFINITY) return;
+    const delay = Math.max(0, Math.min(due - Date.now(), maxTimerMs));
+    this.timer = setTimeout(onSessionTimer, delay, this);
   }
 
-  /** Closes the connection when its SAS token expires (IoT Hub severs it, protocol-device.md §1.3). */
-  private armExpiry(expiresAtMs: number): void {
-    const check = (): void => {
-      const left = expiresAtMs - Date.now();
-      if (left <= 0) {
-        this.close('SAS token expired', 'info');
-        return;
-      }
-      this.expiryTimer = setTimeout(check, Math.min(left, maxTimerMs));
-    };
-    const left = expiresAtMs - Date.now();
-    this.expiryTimer = setTimeout(check, Math.max(0, Math.min(left, maxTimerMs)));
+  /** @internal The keep-alive or expiry timer fired. */
+  onTimer(): void {
+    this.timer = undefined;
+    if (this.state === 'closed') return;
+    const now = Date.now();
+    if (now >= this.expiresAtMs) {
+      this.close('SAS token expired', 'info');
+      return;
+    }
+    const idle = now - this.lastReceived;
+    if (this.keepAliveMs > 0 && idle >= this.keepAliveMs) {
+      this.close(`keep-alive expired (${Math.round(idle / 1000)} s silent)`, 'debug');
+      return;
+    }
+    this.armTimer();
   }
 
   // ---- closing -----------------------------------------------------------------------------------------------
@@ -408,7 +478,7 @@ export class MqttSession {
     this.logger.warn({ ...this.describe(), ...fields, returnCode, reason }, 'mqtt connection refused');
     this.closeReason = reason;
     this.state = 'closed';
-    this.socket.end(generate({ cmd: 'connack', returnCode, sessionPresent: false }));
+    this.socket.end(Buffer.from([0x20, 0x02, 0x00, returnCode]));
     // A peer that never reads must not keep the socket half-open.
     setTimeout(() => this.socket.destroy(), 1000).unref();
     this.cleanup();
@@ -418,16 +488,18 @@ export class MqttSession {
   close(reason: string, level: 'debug' | 'info' | 'warn' | 'error' = 'debug'): void {
     if (this.state === 'closed') return;
     this.closeReason = reason;
-    this.logger[level]({ ...this.describe(), reason }, 'mqtt connection closed');
+    if (this.logger.isLevelEnabled(level)) this.logger[level]({ ...this.describe(), reason }, 'mqtt connection closed');
     this.state = 'closed';
     this.socket.destroy();
     this.cleanup();
   }
 
-  private onClose(): void {
+  /** @internal The socket closed. */
+  onClose(): void {
     if (this.state !== 'closed') {
       this.state = 'closed';
-      this.logger.debug({ ...this.describe(), clean: this.cleanDisconnect }, 'mqtt connection ended by peer');
+      if (this.logger.isLevelEnabled('debug'))
+        this.logger.debug({ ...this.describe(), clean: this.cleanDisconnect }, 'mqtt connection ended by peer');
       this.cleanup();
     }
   }
@@ -438,12 +510,11 @@ export class MqttSession {
     if (this.cleaned) return;
     this.cleaned = true;
     clearTimeout(this.connectTimer);
-    clearTimeout(this.keepAliveTimer);
-    clearTimeout(this.expiryTimer);
+    clearTimeout(this.timer);
     this.unsubscribeEvict?.();
     // Telemetry parsed before the close is still appended (as it was received), and before the will.
-    this.telemetry.flush();
-    this.acks.clear();
+    this.telemetryBatch?.flush();
+    this.ackQueue?.clear();
     this.backlog = undefined;
     this.desired?.stop();
     this.methods?.stop();
@@ -472,7 +543,9 @@ export class MqttSession {
       await core.registry.setConnectionState(identity.deviceId, identity.moduleId, false);
       await core.events.connectionState('deviceDisconnected', ids);
     });
-    this.logger.debug({ ...this.describe(), reason: this.closeReason }, 'mqtt session ended');
+    if (this.logger.isLevelEnabled('debug')) {
+      this.logger.debug({ ...this.describe(), reason: this.closeReason }, 'mqtt session ended');
+    }
   }
 }
 
@@ -486,27 +559,4 @@ function pubackOf(packetId: number): Buffer {
   const bytes = Buffer.allocUnsafe(4);
   writePuback(bytes, 0, packetId);
   return bytes;
-}
-
-interface ParserInternals {
-  packet: { length: number };
-  _parseLength(): boolean;
-  _emitError(error: Error): void;
-}
-
-/**
- * mqtt-packet has no maximum packet size: it buffers whatever length the header announces. Check the length as
- * soon as it is parsed, so an oversized packet closes the connection before its body is buffered.
- */
-function limitPacketSize(parser: ReturnType<typeof createParser>, maxBytes: number): void {
-  const internals = parser as unknown as ParserInternals;
-  const parseLength = internals._parseLength;
-  internals._parseLength = function parseLengthWithLimit(this: ParserInternals): boolean {
-    const complete = parseLength.call(this);
-    if (complete && this.packet.length > maxBytes) {
-      this._emitError(new Error(`packet of ${this.packet.length} bytes exceeds the limit of ${maxBytes}`));
-      return false;
-    }
-    return complete;
-  };
 }

@@ -47,7 +47,7 @@ export async function handleConnect(session: MqttSession, packet: IConnectPacket
 
   // Sessions are not persisted: CONNACK always says sessionPresent = false ([MQTT-3.2.2-1] for clean = 1; for
   // clean = 0 the device re-subscribes, which the SDKs do after every connect).
-  session.send({ cmd: 'connack', returnCode: 0, sessionPresent: false });
+  session.sendConnackAccepted();
   session.accept(identity, packet.keepalive ?? 0, result.expiresAtMs);
   head.connected(session);
   const { core } = head;
@@ -63,5 +63,7 @@ export async function handleConnect(session: MqttSession, packet: IConnectPacket
     .catch((error: unknown) =>
       session.logger.error({ err: error, ...session.describe() }, 'connection state update failed'),
     );
-  session.logger.info({ ...session.describe(), auth: identity.authMethod.type }, 'mqtt device connected');
+  if (session.logger.isLevelEnabled('info')) {
+    session.logger.info({ ...session.describe(), auth: identity.authMethod.type }, 'mqtt device connected');
+  }
 }
