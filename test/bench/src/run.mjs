@@ -2,7 +2,9 @@
 // `npm run bench`: the hub against Mosquitto on the workloads of shared PERFORMANCE.md (W1-W8), measured in the
 // same run on the same machine, printed as one table (hub, peer, ratio, CPU of hub, peer and load generator) and
 // saved as JSON under bench/results/. `--quick` runs every workload small (CI: does each complete and deliver
-// every message?); `--only W1,W3` picks workloads; `--rounds N` repeats the throughput workloads (median).
+// every message?); `--only W1,W3` picks workloads; `--rounds N` repeats the throughput workloads (median);
+// `--update-readme` writes the table into README.md's Performance section (full runs of every workload only).
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +21,7 @@ const { values } = parseArgs({
     rounds: { type: 'string' },
     out: { type: 'string' },
     'no-save': { type: 'boolean', default: false },
+    'update-readme': { type: 'boolean', default: false },
   },
 });
 const quick = values.quick;
@@ -91,13 +94,28 @@ try {
 }
 
 const seconds = (Date.now() - startedAt.getTime()) / 1000;
+const table = formatTable(rows);
+const footer =
+  `${startedAt.toISOString().slice(0, 10)}, ${machine.cores} x ${machine.cpu}, ${machine.memoryGiB} GiB, Node ${machine.node}, ` +
+  `Mosquitto ${machine.mosquitto}; \`${quick ? 'npm run bench -- --quick' : 'npm run bench'}\`; ${seconds.toFixed(0)} s.`;
 console.log('');
-console.log(formatTable(rows));
+console.log(table);
 console.log('');
-console.log(
-  `${startedAt.toISOString().slice(0, 10)}, ${machine.cores} x ${machine.cpu}, Node ${machine.node}, Mosquitto ${machine.mosquitto}; ` +
-    `${quick ? 'npm run bench -- --quick' : 'npm run bench'}; ${seconds.toFixed(0)} s`,
-);
+console.log(footer);
+
+// --update-readme: the README's Performance section (between the bench markers) gets this table.
+if (values['update-readme'] && !quick && selected.length === workloads.length) {
+  const readme = join(root, 'README.md');
+  const text = readFileSync(readme, 'utf8');
+  const start = '<!-- bench:start -->';
+  const end = '<!-- bench:end -->';
+  const from = text.indexOf(start);
+  const to = text.indexOf(end);
+  if (from === -1 || to < from) throw new Error(`README.md has no ${start} ... ${end} section`);
+  writeFileSync(readme, `${text.slice(0, from + start.length)}\n\n${table}\n\n${footer}\n\n${text.slice(to)}`);
+  execFileSync(join(root, 'node_modules/.bin/biome'), ['format', '--write', readme], { stdio: 'ignore' });
+  console.log('README.md Performance section updated');
+}
 
 if (!values['no-save'] && (!quick || values.out)) {
   const file =
