@@ -235,6 +235,50 @@ describe('BuiltInEndpoint', () => {
     small.stop();
   });
 
+  it('serves a caught-up live reader from the window without store reads, once per append', async () => {
+    let storeReads = 0;
+    const read = core.ctx.store.log.read;
+    core.ctx.store.log.read = (...args) => {
+      storeReads++;
+      return read(...args);
+    };
+    // Not an empty partition: 'latest' is then a sequence number, which the window can answer.
+    await endpoint.ingest([{ deviceId: 'dev1', body: text('old') }]);
+    const reader = await endpoint.read({ partition: partitionOf('dev1', 4), from: 'latest' });
+    const pending = take(reader, 1);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const before = storeReads;
+    for (let index = 0; index < 5; index++) {
+      await endpoint.ingest([{ deviceId: 'dev1', body: text(`m${index}`) }]);
+      // Let the bus deliver this process's own notice: it must not wake the reader for a second (store) read.
+      await new Promise((resolve) => setTimeout(resolve, 0));
+    }
+    expect((await pending).map(decode)).toEqual(['m0']);
+    expect((await take(reader, 4)).map(decode)).toEqual(['m1', 'm2', 'm3', 'm4']);
+    const next = reader.next();
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(storeReads).toBe(before);
+    await endpoint.ingest([{ deviceId: 'dev1', body: text('m5') }]);
+    const last = await next;
+    expect(last.done === false && decode(last.value)).toBe('m5');
+    reader.close();
+  });
+
+  it('finds an append whose bus notice was lost on the safety poll, past a caught-up window', async () => {
+    const polling = new BuiltInEndpoint(core.ctx, { livePollMs: 30 });
+    const partition = partitionOf('dev1', 4);
+    const reader = await polling.read({ partition, from: 'latest' });
+    await polling.ingest([{ deviceId: 'dev1', body: text('here') }]);
+    expect((await take(reader, 1)).map(decode)).toEqual(['here']);
+    // Another process appends without a notice reaching this one.
+    await core.ctx.store.log.append('testhub', partition, [
+      { body: text('elsewhere'), properties: {}, systemProperties: {}, enqueuedTime: core.ctx.now() },
+    ]);
+    expect((await take(reader, 1)).map(decode)).toEqual(['elsewhere']);
+    reader.close();
+    polling.stop();
+  });
+
   it('ends a waiting reader on close, on abort and on stop', async () => {
     const closed = await endpoint.read();
     const next = closed.next();

@@ -273,15 +273,24 @@ class RecentEvents {
     }
   }
 
-  /** Up to `limit` events from `from`, or undefined when the window does not hold the event at `from`. */
-  read(partition: number, from: LogPosition, limit: number): LogEvent[] | undefined {
+  /**
+   * Up to `limit` events from `from`, or undefined when the window does not hold the event at `from`. A position
+   * just past the window's newest event reads as empty (no store read) when that event is the newest one known to
+   * exist (`lastKnown`, from this process's appends and the bus): a caught-up live reader asks exactly that after
+   * every batch.
+   */
+  read(partition: number, from: LogPosition, limit: number, lastKnown: number): LogEvent[] | undefined {
     const window = this.partitions[partition];
     if (!window || typeof from !== 'object' || !('sequenceNumber' in from)) return undefined;
     const oldest = window.events[window.head];
     if (oldest === undefined) return undefined;
     const start = from.inclusive === true ? from.sequenceNumber : from.sequenceNumber + 1;
     const index = window.head + (start - oldest.sequenceNumber);
-    if (index < window.head || index >= window.events.length) return undefined;
+    if (index < window.head || index > window.events.length) return undefined;
+    if (index === window.events.length) {
+      const newest = window.events[index - 1] as LogEvent;
+      return newest.sequenceNumber >= lastKnown ? [] : undefined;
+    }
     return window.events.slice(index, index + limit);
   }
 
@@ -318,6 +327,8 @@ export class BuiltInEndpoint {
   /** Last sequence number per partition not yet announced on the bus (see `announce`). */
   private readonly pendingAnnouncements = new Map<number, number>();
   private announcing = false;
+  /** Per partition, the newest sequence number known to be committed (appended here or announced on the bus). */
+  private readonly lastKnown: number[];
 
   constructor(
     private readonly ctx: CoreContext,
@@ -329,9 +340,16 @@ export class BuiltInEndpoint {
       this.recent = new RecentEvents(ctx.options.partitionCount, recentBytes / ctx.options.partitionCount);
     }
     this.livePollMs = options.livePollMs ?? 1000;
+    this.lastKnown = new Array<number>(ctx.options.partitionCount).fill(-1);
     this.unsubscribe = ctx.bus.subscribe(ctx.hubName, telemetryAppendedSubject, (payload) => {
-      const partition = (payload as Partial<TelemetryAppended> | undefined)?.partition;
-      if (typeof partition === 'number') this.notifier.bump(partition);
+      const { partition, sequenceNumber } = (payload ?? {}) as Partial<TelemetryAppended>;
+      if (typeof partition !== 'number') return;
+      if (typeof sequenceNumber === 'number') {
+        // This process's own notices (and stale ones) come back here too: the local bump already woke the readers.
+        if (sequenceNumber <= (this.lastKnown[partition] ?? -1)) return;
+        this.lastKnown[partition] = sequenceNumber;
+      }
+      this.notifier.bump(partition);
     });
     this.trimTimer = setInterval(() => {
       this.trim().catch((error: unknown) => ctx.logger.warn({ err: error }, 'built-in endpoint retention failed'));
@@ -425,6 +443,7 @@ export class BuiltInEndpoint {
    * says the same as one per append).
    */
   private announce(partition: number, sequenceNumber: number): void {
+    if (sequenceNumber > (this.lastKnown[partition] ?? -1)) this.lastKnown[partition] = sequenceNumber;
     this.notifier.bump(partition);
     const pending = this.pendingAnnouncements;
     const known = pending.get(partition);
@@ -487,10 +506,14 @@ export class BuiltInEndpoint {
   }
 
   /** Where readers get events: the window of recent events when it holds the position, else the store. */
-  private readonly readFrom = (partition: number, from: LogPosition, limit: number): Promise<LogEvent[]> => {
-    const recent = this.recent?.read(partition, from, limit);
-    return recent ? Promise.resolve(recent) : this.ctx.store.log.read(this.ctx.hubName, partition, from, limit);
-  };
+  private readonly readFrom = (
+    partition: number,
+    from: LogPosition,
+    limit: number,
+    verify: boolean,
+  ): LogEvent[] | Promise<LogEvent[]> =>
+    this.recent?.read(partition, from, limit, verify ? Number.POSITIVE_INFINITY : (this.lastKnown[partition] ?? -1)) ??
+    this.ctx.store.log.read(this.ctx.hubName, partition, from, limit);
 
   /** Facts about one partition (begin/last sequence number, last enqueued time). */
   async partitionInfo(partition: number): Promise<PartitionInfo> {
@@ -703,8 +726,16 @@ interface PartitionCursor {
 
 interface TelemetryReaderInit {
   readonly ctx: CoreContext;
-  /** Reads events of a partition from a position (the recent window or the store). */
-  readonly source: (partition: number, from: LogPosition, limit: number) => Promise<LogEvent[]>;
+  /**
+   * Reads events of a partition from a position: at once from the recent window, else a promise of a store read.
+   * `verify` (the safety poll) asks the store whenever the window would answer "nothing new".
+   */
+  readonly source: (
+    partition: number,
+    from: LogPosition,
+    limit: number,
+    verify: boolean,
+  ) => LogEvent[] | Promise<LogEvent[]>;
   readonly notifier: AppendNotifier;
   readonly cursors: ReadonlyMap<number, LogPosition>;
   readonly bufferSize: number;
@@ -767,17 +798,23 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
   private async take(max: number): Promise<LogEvent[]> {
     const { source, notifier, bufferSize } = this.init;
     const taken: LogEvent[] = [];
+    // After a safety poll, caught-up partitions are re-read from the store: a lost bus notice must not hide an
+    // append by another process behind the window's "nothing new".
+    let verify = false;
     while (!this.closed) {
       for (const [partition, cursor] of this.partitions) {
         if (cursor.buffer.length > 0) continue;
         const version = notifier.version(partition);
         if (cursor.emptyAtVersion === version) continue;
-        const events = await source(partition, cursor.position, bufferSize);
+        // No await for the window's answer: a live reader's refill after each wake-up stays in this microtask.
+        const read = source(partition, cursor.position, bufferSize, verify);
+        const events = Array.isArray(read) ? read : await read;
         if (this.closed) break;
         if (events.length === 0) cursor.emptyAtVersion = version;
         else cursor.buffer = events;
       }
       if (this.closed) break;
+      verify = false;
       // Merge: a head may be taken only while every partition has a buffered head or is known empty; a buffer
       // emptied by a take sends the loop back to refill that partition first.
       let refill = false;
@@ -799,7 +836,10 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
       if (!this.init.live) break;
       const woken = await notifier.wait(this.init.livePollMs, this.abort.signal);
       // A wake moved the version of the partitions that grew; the safety poll re-reads all of them.
-      if (!woken) for (const cursor of this.partitions.values()) cursor.emptyAtVersion = undefined;
+      if (!woken) {
+        verify = true;
+        for (const cursor of this.partitions.values()) cursor.emptyAtVersion = undefined;
+      }
     }
     // Events taken before a close are dropped with the reader, as a closed reader's buffers are.
     this.close();
