@@ -504,6 +504,27 @@ describe('protocol errors and authorisation', () => {
     expectError(await hub.request('GET', '/devices/byreader'), 404, 'DeviceNotFound');
   });
 
+  it('accepts a token that verified before only while its policy keeps its keys and rights', async () => {
+    const policy = (await hub.request('GET', '/fieldhub/policies/registryRead')).json as { primaryKey: string };
+    const host = hub.info.hostName;
+    const se = Math.ceil(Date.now() / 1000) + 3600;
+    const sig = createHmac('sha256', Buffer.from(policy.primaryKey, 'base64'))
+      .update(`${host}\n${se}`)
+      .digest('base64');
+    const authorization = `SharedAccessSignature sr=${host}&sig=${encodeURIComponent(sig)}&skn=registryRead&se=${se}`;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      expect((await hub.request('GET', '/devices', { headers: { authorization } })).status).toBe(200);
+      expectError(
+        await hub.request('PUT', '/devices/remembered', { body: {}, headers: { authorization } }),
+        401,
+        'IotHubUnauthorizedAccess',
+      );
+    }
+    const rotated = await hub.request('POST', '/fieldhub/policies/registryRead/rotate?key=primary');
+    expect(rotated.status, rotated.text).toBe(200);
+    expectError(await hub.request('GET', '/devices', { headers: { authorization } }), 401, 'IotHubUnauthorizedAccess');
+  });
+
   it('keeps serving after all the bad input', async () => {
     const response = await hub.request('GET', '/statistics/devices');
     expect(response.status).toBe(200);

@@ -43,6 +43,13 @@ describe('DirectMethods', () => {
     });
   });
 
+  it('answers ModuleNotFound for an unregistered module', async () => {
+    await expect(methods.invoke('dev1', 'ghost', { methodName: 'm' })).rejects.toMatchObject({
+      code: 'ModuleNotFound',
+      hubCode: 404010,
+    });
+  });
+
   it('answers 404103 DeviceNotOnline at once when no session responds and connectTimeout is 0', async () => {
     const error = await methods.invoke('dev1', undefined, { methodName: 'm' }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(HubError);

@@ -45,12 +45,15 @@ export interface MethodResponse {
   readonly payload: unknown;
 }
 
-/** What the registry must provide (`Registry` does). */
+/**
+ * What the registry must provide (`Registry` does): the stored records, not the described devices, whose cloud-to-
+ * device message count costs a store query that an invocation has no use for.
+ */
 export interface DirectMethodsRegistry {
-  /** @throws HubError DeviceNotFound (404001). */
-  getDevice(deviceId: string): Promise<unknown>;
-  /** @throws HubError DeviceNotFound (404001) / ModuleNotFound (404010). */
-  getModule(deviceId: string, moduleId: string): Promise<unknown>;
+  /** The stored device, or undefined when it is not registered. */
+  getDeviceRecord(deviceId: string): Promise<unknown>;
+  /** The stored module, or undefined when it is not registered. */
+  getModuleRecord(deviceId: string, moduleId: string): Promise<unknown>;
 }
 
 /** Options of {@link DirectMethods}. */
@@ -94,8 +97,13 @@ export class DirectMethods {
   ): Promise<MethodResponse> {
     const request = validateInvocation(invocation);
     const connectTimeout = seconds(invocation.connectTimeoutInSeconds, 'connectTimeoutInSeconds', connectTimeoutRange);
-    if (moduleId === undefined) await this.registry.getDevice(deviceId);
-    else await this.registry.getModule(deviceId, moduleId);
+    if (moduleId === undefined) {
+      if ((await this.registry.getDeviceRecord(deviceId)) === undefined) {
+        throw new HubError('DeviceNotFound', `Device '${deviceId}' is not registered`);
+      }
+    } else if ((await this.registry.getModuleRecord(deviceId, moduleId)) === undefined) {
+      throw new HubError('ModuleNotFound', `Module '${moduleId}' is not registered on device '${deviceId}'`);
+    }
 
     const subject = methodSubject(deviceId, moduleId);
     await this.waitForResponder(subject, connectTimeout * 1000, options.signal);

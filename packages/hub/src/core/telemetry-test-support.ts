@@ -60,6 +60,18 @@ export class FakeRegistry {
     return { generationId: device.generationId };
   }
 
+  /** The device's record, or undefined. */
+  async getDeviceRecord(deviceId: string): Promise<{ generationId: string } | undefined> {
+    const device = this.devices.get(deviceId);
+    return device && { generationId: device.generationId };
+  }
+
+  /** The module's record, or undefined. */
+  async getModuleRecord(deviceId: string, moduleId: string): Promise<{ generationId: string } | undefined> {
+    const device = this.devices.get(deviceId);
+    return device?.modules.has(moduleId) ? { generationId: `${device.generationId}-${moduleId}` } : undefined;
+  }
+
   /** @throws HubError ModuleNotFound */
   async getModule(deviceId: string, moduleId: string): Promise<{ generationId: string }> {
     const device = this.devices.get(deviceId);
