@@ -159,11 +159,7 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
         },
         (socket: TLSSocket) => {
           socket.setNoDelay(true);
-          startSession(socket, {
-            protocol: 'mqtt',
-            remoteAddress: socket.remoteAddress,
-            peerCertificate: () => peerCertificateOf(socket),
-          });
+          startSession(socket, new TlsTransport('mqtt', socket));
         },
       );
       server.on('tlsClientError', (error) => logger.debug({ err: error }, 'mqtt TLS handshake failed'));
@@ -195,11 +191,7 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
       tlsSocket.setNoDelay?.(true);
       webSockets.handleUpgrade(request, socket, head, (webSocket) => {
         const stream = createWebSocketStream(webSocket);
-        startSession(stream, {
-          protocol: 'mqtt-ws',
-          remoteAddress: tlsSocket.remoteAddress,
-          peerCertificate: () => peerCertificateOf(tlsSocket),
-        });
+        startSession(stream, new TlsTransport('mqtt-ws', tlsSocket));
       });
     },
 
@@ -218,6 +210,25 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
       return closing;
     },
   };
+}
+
+/**
+ * The TLS connection under a session (directly, or under its WebSocket). The remote address and the client
+ * certificate are read when asked, not per connection up front (W5: an idle connection is never asked).
+ */
+class TlsTransport implements TransportInfo {
+  constructor(
+    readonly protocol: 'mqtt' | 'mqtt-ws',
+    private readonly socket: TLSSocket,
+  ) {}
+
+  get remoteAddress(): string | undefined {
+    return this.socket.remoteAddress;
+  }
+
+  peerCertificate(): DetailedPeerCertificate | undefined {
+    return peerCertificateOf(this.socket);
+  }
 }
 
 function peerCertificateOf(socket: TLSSocket): DetailedPeerCertificate | undefined {
