@@ -264,6 +264,26 @@ describe('BuiltInEndpoint', () => {
     reader.close();
   });
 
+  it('takes what the window holds without waiting, and leaves store reads to nextBatch', async () => {
+    await endpoint.ingest([{ deviceId: 'dev1', body: text('old') }]);
+    const partition = partitionOf('dev1', 4);
+    const live = await endpoint.read({ partition, from: 'latest' });
+    // The window starts with the first append after a reader opened: until then only the store can answer.
+    expect(live.takeAvailable(10)).toBeUndefined();
+    const woken = live.waitForAppend();
+    await endpoint.ingest([{ deviceId: 'dev1', body: text('new') }]);
+    expect(await woken).toBe(true);
+    expect(live.takeAvailable(10)?.map(decode)).toEqual(['new']);
+    expect(live.takeAvailable(10)).toEqual([]);
+    // From earliest, 'old' is only in the store (it was appended before any reader opened the window).
+    const behind = await endpoint.read({ partition, from: 'earliest' });
+    expect(behind.takeAvailable(10)).toBeUndefined();
+    expect((await behind.nextBatch(10)).value?.map(decode)).toEqual(['old', 'new']);
+    live.close();
+    behind.close();
+    expect(live.takeAvailable(10)).toBeUndefined();
+  });
+
   it('finds an append whose bus notice was lost on the safety poll, past a caught-up window', async () => {
     const polling = new BuiltInEndpoint(core.ctx, { livePollMs: 30 });
     const partition = partitionOf('dev1', 4);

@@ -204,8 +204,8 @@ class AppendNotifier {
     for (const wake of waiters) wake();
   }
 
-  /** Resolves true on the next bump, false after `timeoutMs` or on abort. */
-  wait(timeoutMs: number, signal: AbortSignal): Promise<boolean> {
+  /** Resolves true on the next bump, false after `timeoutMs` (calling `onTimeout` first) or on abort. */
+  wait(timeoutMs: number, signal: AbortSignal, onTimeout?: () => void): Promise<boolean> {
     return new Promise((resolve) => {
       let woken = true;
       const done = () => {
@@ -216,6 +216,7 @@ class AppendNotifier {
       };
       const timer = setTimeout(() => {
         woken = false;
+        onTimeout?.();
         done();
       }, timeoutMs);
       timer.unref?.();
@@ -488,6 +489,7 @@ export class BuiltInEndpoint {
     const reader = new TelemetryReader({
       ctx: this.ctx,
       source: this.readFrom,
+      peek: (partition, from, limit) => this.recent?.read(partition, from, limit, this.lastKnown[partition] ?? -1),
       notifier: this.notifier,
       cursors,
       bufferSize,
@@ -736,6 +738,8 @@ interface TelemetryReaderInit {
     limit: number,
     verify: boolean,
   ) => LogEvent[] | Promise<LogEvent[]>;
+  /** The window's answer alone (no store read): undefined when only the store can answer. */
+  readonly peek: (partition: number, from: LogPosition, limit: number) => LogEvent[] | undefined;
   readonly notifier: AppendNotifier;
   readonly cursors: ReadonlyMap<number, LogPosition>;
   readonly bufferSize: number;
@@ -754,7 +758,13 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
   private readonly partitions = new Map<number, PartitionCursor>();
   private readonly abort = new AbortController();
   private closed = false;
+  /** A safety poll timed out in {@link waitForAppend}: the next read asks the store (see `take`). */
+  private verifyNext = false;
   private readonly onExternalAbort = () => this.close();
+  private readonly onPollTimeout = () => {
+    this.verifyNext = true;
+    for (const cursor of this.partitions.values()) cursor.emptyAtVersion = undefined;
+  };
 
   /** @internal Created by {@link BuiltInEndpoint.read}. */
   constructor(private readonly init: TelemetryReaderInit) {
@@ -794,13 +804,67 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
     return { done: false, value: events.map(toEndpointEvent) };
   }
 
+  /**
+   * The events available now from the reader's buffers and the window of recent events, without waiting and
+   * without a store read: at most `maxEvents`, in the order {@link nextBatch} would return them; empty when there
+   * is nothing new. Undefined when the next events need a store read or the reader ended: then use `nextBatch`.
+   * With {@link waitForAppend}, lets a writer send an append in the very microtask that wakes it, ahead of the
+   * work the same commit queued after it (the devices' acknowledgements).
+   */
+  takeAvailable(maxEvents: number): EndpointEvent[] | undefined {
+    if (this.closed || this.verifyNext || !this.init.live) return undefined;
+    const { peek, notifier, bufferSize } = this.init;
+    const max = Math.max(1, Math.trunc(maxEvents));
+    const taken: LogEvent[] = [];
+    for (;;) {
+      for (const [partition, cursor] of this.partitions) {
+        if (cursor.buffer.length > 0) continue;
+        const version = notifier.version(partition);
+        if (cursor.emptyAtVersion === version) continue;
+        const events = peek(partition, cursor.position, bufferSize);
+        if (events === undefined) return taken.length > 0 ? taken.map(toEndpointEvent) : undefined;
+        if (events.length === 0) cursor.emptyAtVersion = version;
+        else cursor.buffer = events;
+      }
+      const refill = this.merge(taken, max);
+      if (taken.length >= max || !refill) return taken.map(toEndpointEvent);
+    }
+  }
+
+  /**
+   * Resolves true once an append may have made events available, false after the safety poll interval or when
+   * the reader closes. The promise is the notifier's own, so a writer awaiting it runs first after the commit.
+   */
+  waitForAppend(): Promise<boolean> {
+    if (this.closed) return Promise.resolve(false);
+    return this.init.notifier.wait(this.init.livePollMs, this.abort.signal, this.onPollTimeout);
+  }
+
+  /**
+   * Moves merged heads into `taken` (up to `max`); true when a partition's buffer ran empty and must be refilled
+   * before the merge may go on.
+   */
+  private merge(taken: LogEvent[], max: number): boolean {
+    while (taken.length < max) {
+      const chosen = this.pickOldestHead();
+      if (!chosen) return false;
+      const event = chosen.buffer.shift()!;
+      chosen.position = { sequenceNumber: event.sequenceNumber, inclusive: false };
+      chosen.emptyAtVersion = undefined;
+      taken.push(event);
+      if (chosen.buffer.length === 0) return true;
+    }
+    return false;
+  }
+
   /** Up to `max` events in merged order; waits (when live) only while it has none. Empty when the reader ended. */
   private async take(max: number): Promise<LogEvent[]> {
     const { source, notifier, bufferSize } = this.init;
     const taken: LogEvent[] = [];
     // After a safety poll, caught-up partitions are re-read from the store: a lost bus notice must not hide an
     // append by another process behind the window's "nothing new".
-    let verify = false;
+    let verify = this.verifyNext;
+    this.verifyNext = false;
     while (!this.closed) {
       for (const [partition, cursor] of this.partitions) {
         if (cursor.buffer.length > 0) continue;
@@ -817,19 +881,7 @@ export class TelemetryReader implements AsyncIterableIterator<EndpointEvent> {
       verify = false;
       // Merge: a head may be taken only while every partition has a buffered head or is known empty; a buffer
       // emptied by a take sends the loop back to refill that partition first.
-      let refill = false;
-      while (taken.length < max) {
-        const chosen = this.pickOldestHead();
-        if (!chosen) break;
-        const event = chosen.buffer.shift()!;
-        chosen.position = { sequenceNumber: event.sequenceNumber, inclusive: false };
-        chosen.emptyAtVersion = undefined;
-        taken.push(event);
-        if (chosen.buffer.length === 0) {
-          refill = true;
-          break;
-        }
-      }
+      const refill = this.merge(taken, max);
       if (taken.length >= max) return taken;
       if (refill) continue;
       if (taken.length > 0) return taken;

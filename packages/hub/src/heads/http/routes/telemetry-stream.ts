@@ -24,7 +24,7 @@
  * (idempotent); `GET /fieldhub/consumergroups/:name` -> 200 / 404 ResourceNotFound;
  * `DELETE /fieldhub/consumergroups/:name` -> 204 / 404 ResourceNotFound.
  */
-import type { ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { HubCore } from '../../../core/hub-core';
@@ -119,23 +119,41 @@ async function stream(request: FastifyRequest, reply: FastifyReply, reader: Tele
     'x-accel-buffering': 'no',
   });
   response.write(': fieldhub events\n\n');
+  // Events go straight to the socket, framed here as HTTP chunks when the response is chunked: the response's own
+  // write corks the socket until the next tick, which put every event behind all the work its commit queued (the
+  // devices' PUBACKs, ~100 us on a busy hub). Everything else (head, keep-alives, the last chunk) goes through
+  // `response`, in order on the same socket.
+  const socket = response.socket;
+  const chunked = response.chunkedEncoding;
   const keepAlive = setInterval(() => {
     if (!gone) response.write(': keep-alive\n\n');
   }, keepAliveMs);
   keepAlive.unref();
   let writtenThisTurn = 0;
   try {
-    for (;;) {
-      const batch = await reader.nextBatch(maxEventsPerWrite);
-      if (batch.done || gone) break;
+    while (!gone && socket !== null) {
+      // Caught up: wait for the next commit; this continuation is the first to run after it, so the events of
+      // that commit are taken from the window and written in that same microtask.
+      let events = reader.takeAvailable(maxEventsPerWrite);
+      if (events !== undefined && events.length === 0) {
+        await reader.waitForAppend();
+        writtenThisTurn = 0;
+        continue;
+      }
+      if (events === undefined) {
+        const batch = await reader.nextBatch(maxEventsPerWrite);
+        if (batch.done) break;
+        events = batch.value;
+      }
+      if (gone) break;
       // One socket write (one TLS record run, one syscall) per batch: a write and a drain wait per event kept a
       // busy hub's reader at a few hundred events/s, one event loop turn per 16 KB.
-      const bytes = encodeEvents(batch.value);
-      response.write(bytes);
+      const bytes = encodeEvents(events, chunked);
+      socket.write(bytes);
       writtenThisTurn += bytes.length;
-      if (response.writableLength > maxBufferedBytes) {
+      if (socket.writableLength > maxBufferedBytes) {
         // Backpressure: pull the next batch from the store only once the socket took what is buffered.
-        await drained(response);
+        await drained(socket);
         writtenThisTurn = 0;
       } else if (writtenThisTurn > maxBufferedBytes) {
         // A fast client of a long backlog would otherwise keep this loop in microtasks and starve the devices.
@@ -154,38 +172,44 @@ async function stream(request: FastifyRequest, reply: FastifyReply, reader: Tele
 }
 
 /** Resolves when the socket drained or closed; leaves no listener behind (a long stream waits many times). */
-function drained(response: ServerResponse): Promise<void> {
+function drained(socket: Socket): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
-      response.off('drain', done);
-      response.off('close', done);
+      socket.off('drain', done);
+      socket.off('close', done);
       resolve();
     };
-    response.on('drain', done);
-    response.on('close', done);
+    socket.on('drain', done);
+    socket.on('close', done);
   });
 }
 
 const eventPrefix = 'data: ';
 const eventSuffix = '\n\n';
+/** A chunk's size line, fixed width (HTTP/1.1 allows leading zeros): written once the size is known. */
+const chunkHeadBytes = 10;
 
 /**
- * The SSE lines of a batch as one Buffer, each event's JSON encoded straight into it. Cheaper than one string:
- * http's write measures a string's UTF-8 length and encodes it again, and a string concatenated from hundreds of
- * pieces is flattened first each time; together that cost more than serialising the events.
+ * The SSE lines of a batch as one Buffer, each event's JSON encoded straight into it, framed as one HTTP chunk when
+ * `chunked`. Cheaper than one string: http's write measures a string's UTF-8 length and encodes it again, and a
+ * string concatenated from hundreds of pieces is flattened first each time; together that cost more than
+ * serialising the events.
  */
-function encodeEvents(events: readonly EndpointEvent[]): Buffer {
+function encodeEvents(events: readonly EndpointEvent[], chunked: boolean): Buffer {
   const texts = events.map((event) => JSON.stringify(toJson(event)));
-  let capacity = 0;
+  let capacity = chunked ? chunkHeadBytes + 2 : 0;
   // At most 3 UTF-8 bytes per UTF-16 unit.
   for (const text of texts) capacity += eventPrefix.length + text.length * 3 + eventSuffix.length;
   const bytes = Buffer.allocUnsafe(capacity);
-  let offset = 0;
+  let offset = chunked ? chunkHeadBytes : 0;
   for (const text of texts) {
     offset += bytes.write(eventPrefix, offset, 'latin1');
     offset += bytes.write(text, offset, 'utf8');
     offset += bytes.write(eventSuffix, offset, 'latin1');
   }
+  if (!chunked) return bytes.subarray(0, offset);
+  bytes.write(`${(offset - chunkHeadBytes).toString(16).padStart(chunkHeadBytes - 2, '0')}\r\n`, 0, 'latin1');
+  offset += bytes.write('\r\n', offset, 'latin1');
   return bytes.subarray(0, offset);
 }
 
