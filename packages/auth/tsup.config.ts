@@ -7,4 +7,6 @@ export default defineConfig({
   sourcemap: true,
   clean: true,
   target: 'es2022',
+  // import.meta.url in the CommonJS build (src/x509/forge.ts loads node-forge lazily through createRequire).
+  shims: true,
 });

@@ -2,8 +2,18 @@
 // node-forge creates and signs certificates and requests (RSA only); node:crypto generates keys and parses.
 import { Buffer } from 'node:buffer';
 import { createPublicKey, type KeyObject, randomBytes, X509Certificate } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { ArgumentError, UnsupportedFeatureError } from '@fieldhub/protocol';
-import forge from 'node-forge';
+import type forge from 'node-forge';
+
+// node-forge (~40 ms to load) is needed only to create and sign certificates and requests, which a running hub
+// rarely does: it loads on first use, so importing @fieldhub/auth for SAS tokens or certificate parsing stays cheap.
+const requireHere = createRequire(import.meta.url);
+let loadedForge: typeof forge | undefined;
+function nodeForge(): typeof forge {
+  loadedForge ??= requireHere('node-forge') as typeof forge;
+  return loadedForge;
+}
 
 /** @internal A forge RSA private key. */
 export type ForgePrivateKey = forge.pki.rsa.PrivateKey;
@@ -38,8 +48,8 @@ export type ForgeExtension =
   | { name: 'authorityKeyIdentifier'; keyIdentifier: string }
   | { name: 'subjectAltName'; altNames: ForgeAltName[] };
 
-/** @internal ASN.1 string tags used in names. */
-export const StringTag = { utf8: forge.asn1.Type.UTF8, printable: forge.asn1.Type.PRINTABLESTRING } as const;
+/** @internal ASN.1 universal string tags used in names (forge.asn1.Type.UTF8 and PRINTABLESTRING). */
+export const StringTag = { utf8: 12, printable: 19 } as const;
 
 function unsupportedKey(key: KeyObject, field: string): UnsupportedFeatureError {
   return new UnsupportedFeatureError(
@@ -55,7 +65,7 @@ function unsupportedKey(key: KeyObject, field: string): UnsupportedFeatureError 
 export function toForgePrivateKey(key: KeyObject, field: string): ForgePrivateKey {
   if (key.asymmetricKeyType !== 'rsa') throw unsupportedKey(key, field);
   const pem = key.export({ type: 'pkcs1', format: 'pem' }).toString();
-  return forge.pki.privateKeyFromPem(pem) as ForgePrivateKey;
+  return nodeForge().pki.privateKeyFromPem(pem) as ForgePrivateKey;
 }
 
 /**
@@ -64,17 +74,17 @@ export function toForgePrivateKey(key: KeyObject, field: string): ForgePrivateKe
  */
 export function toForgePublicKey(key: KeyObject, field: string): ForgePublicKey {
   if (key.asymmetricKeyType !== 'rsa') throw unsupportedKey(key, field);
-  return forge.pki.publicKeyFromPem(key.export({ type: 'spki', format: 'pem' }).toString()) as ForgePublicKey;
+  return nodeForge().pki.publicKeyFromPem(key.export({ type: 'spki', format: 'pem' }).toString()) as ForgePublicKey;
 }
 
 /** @internal The public half of a forge private key. */
 export function publicKeyOf(key: ForgePrivateKey): ForgePublicKey {
-  return forge.pki.setRsaPublicKey(key.n, key.e);
+  return nodeForge().pki.setRsaPublicKey(key.n, key.e);
 }
 
 /** @internal A forge public key as SPKI PEM, formatted by Node. */
 export function publicKeyPem(key: ForgePublicKey): string {
-  const der = Buffer.from(forge.asn1.toDer(forge.pki.publicKeyToAsn1(key)).getBytes(), 'binary');
+  const der = Buffer.from(nodeForge().asn1.toDer(nodeForge().pki.publicKeyToAsn1(key)).getBytes(), 'binary');
   return createPublicKey({ key: der, format: 'der', type: 'spki' }).export({ type: 'spki', format: 'pem' }).toString();
 }
 
@@ -86,7 +96,7 @@ export function writableAttributes(attributes: readonly forge.pki.CertificateFie
   return attributes.flatMap((attribute) => {
     if (typeof attribute.type !== 'string' || typeof attribute.value !== 'string') return [];
     const tag = Number(attribute.valueTagClass ?? StringTag.printable);
-    const value = tag === StringTag.utf8 ? forge.util.decodeUtf8(attribute.value) : attribute.value;
+    const value = tag === StringTag.utf8 ? nodeForge().util.decodeUtf8(attribute.value) : attribute.value;
     return [{ type: attribute.type, value, valueTagClass: tag }];
   });
 }
@@ -111,7 +121,7 @@ export interface ForgeIssuer {
 export function forgeIssuer(pem: string, field: string): ForgeIssuer {
   let certificate: forge.pki.Certificate;
   try {
-    certificate = forge.pki.certificateFromPem(pem);
+    certificate = nodeForge().pki.certificateFromPem(pem);
   } catch (error) {
     throw new UnsupportedFeatureError(`${field} cannot be used to sign: ${(error as Error).message}`, {
       cause: error,
@@ -120,7 +130,7 @@ export function forgeIssuer(pem: string, field: string): ForgeIssuer {
   const ski = certificate.getExtension('subjectKeyIdentifier') as { subjectKeyIdentifier?: unknown } | undefined;
   const keyIdentifier =
     typeof ski?.subjectKeyIdentifier === 'string'
-      ? forge.util.hexToBytes(ski.subjectKeyIdentifier)
+      ? nodeForge().util.hexToBytes(ski.subjectKeyIdentifier)
       : certificate.generateSubjectKeyIdentifier().getBytes();
   return { name: writableAttributes(certificate.subject.attributes), keyIdentifier };
 }
@@ -143,7 +153,7 @@ export interface CertificateTemplate {
  * @throws ArgumentError when forge refuses a field (e.g. an address it cannot encode).
  */
 export function signCertificate(template: CertificateTemplate): string {
-  const certificate = forge.pki.createCertificate();
+  const certificate = nodeForge().pki.createCertificate();
   const serial = randomBytes(16);
   serial[0] = ((serial[0] ?? 0) & 0x7f) | 0x40; // positive, 16 significant bytes
   certificate.serialNumber = serial.toString('hex');
@@ -157,8 +167,8 @@ export function signCertificate(template: CertificateTemplate): string {
   } catch (error) {
     throw new ArgumentError(`certificate extensions rejected: ${(error as Error).message}`, { cause: error });
   }
-  certificate.sign(template.signingKey, forge.md.sha256.create());
-  const der = Buffer.from(forge.asn1.toDer(forge.pki.certificateToAsn1(certificate)).getBytes(), 'binary');
+  certificate.sign(template.signingKey, nodeForge().md.sha256.create());
+  const der = Buffer.from(nodeForge().asn1.toDer(nodeForge().pki.certificateToAsn1(certificate)).getBytes(), 'binary');
   return new X509Certificate(der).toString();
 }
 
@@ -168,7 +178,7 @@ export function signRequest(options: {
   altNames: readonly ForgeAltName[];
   key: ForgePrivateKey;
 }): Buffer {
-  const request = forge.pki.createCertificationRequest();
+  const request = nodeForge().pki.createCertificationRequest();
   request.publicKey = publicKeyOf(options.key);
   request.setSubject(asFields(options.subject));
   if (options.altNames.length > 0) {
@@ -176,8 +186,8 @@ export function signRequest(options: {
       { name: 'extensionRequest', extensions: [{ name: 'subjectAltName', altNames: [...options.altNames] }] },
     ]);
   }
-  request.sign(options.key, forge.md.sha256.create());
-  return Buffer.from(forge.asn1.toDer(forge.pki.certificationRequestToAsn1(request)).getBytes(), 'binary');
+  request.sign(options.key, nodeForge().md.sha256.create());
+  return Buffer.from(nodeForge().asn1.toDer(nodeForge().pki.certificationRequestToAsn1(request)).getBytes(), 'binary');
 }
 
 /** @internal A request as forge reads it, with its signature checked. */
@@ -194,7 +204,7 @@ function requestKeyType(info: forge.asn1.Asn1): string | undefined {
   const parts = Array.isArray(info.value) ? info.value : [];
   const spki = parts[2];
   if (!spki) return undefined;
-  const der = Buffer.from(forge.asn1.toDer(spki).getBytes(), 'binary');
+  const der = Buffer.from(nodeForge().asn1.toDer(spki).getBytes(), 'binary');
   return createPublicKey({ key: der, format: 'der', type: 'spki' }).asymmetricKeyType;
 }
 
@@ -206,7 +216,7 @@ function requestKeyType(info: forge.asn1.Asn1): string | undefined {
 export function readRequest(der: Buffer, field: string): ForgeRequest {
   let request: forge.pki.CertificateSigningRequest;
   try {
-    const asn1 = forge.asn1.fromDer(der.toString('binary'));
+    const asn1 = nodeForge().asn1.fromDer(der.toString('binary'));
     const info = Array.isArray(asn1.value) ? asn1.value[0] : undefined;
     const keyType = info ? requestKeyType(info) : undefined;
     if (keyType !== undefined && keyType !== 'rsa') {
@@ -215,7 +225,7 @@ export function readRequest(der: Buffer, field: string): ForgeRequest {
           'supports RSA keys only',
       );
     }
-    request = forge.pki.certificationRequestFromAsn1(asn1, true);
+    request = nodeForge().pki.certificationRequestFromAsn1(asn1, true);
   } catch (error) {
     if (error instanceof UnsupportedFeatureError) throw error;
     throw new ArgumentError(`${field} could not be decoded: ${(error as Error).message}`, { field, cause: error });
