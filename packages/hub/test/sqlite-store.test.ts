@@ -87,6 +87,28 @@ describe('SQLite store background checkpoint', () => {
     }
   });
 
+  it('checkpoints what was written after a pause, and reports nothing while idle', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
+    const path = join(dir, 'hub.db');
+    const store = await openSqliteStore({ path });
+    try {
+      const event = { body: new Uint8Array(256), properties: {}, systemProperties: {}, enqueuedTime: 1 };
+      await Promise.all(Array.from({ length: 500 }, () => store.log.append('h', 0, [event])));
+      await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(500 * 256), { timeout: 5000, interval: 50 });
+      // Idle for longer than the back-off reaches (1 s): a write after it is still copied promptly.
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      const before = statSync(path).size;
+      await Promise.all(Array.from({ length: 2000 }, () => store.log.append('h', 1, [event])));
+      await vi.waitFor(() => expect(statSync(path).size).toBeGreaterThan(before + 2000 * 256), {
+        timeout: 5000,
+        interval: 50,
+      });
+    } finally {
+      await store.close();
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('keeps the WAL bounded under sustained appends', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fieldhub-sqlite-'));
     const path = join(dir, 'hub.db');
