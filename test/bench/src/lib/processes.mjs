@@ -169,7 +169,7 @@ function spawnSyncText(command, args) {
 
 /**
  * Starts Mosquitto with TLS on a free port (the hub's server certificate, so both sides do the same handshake),
- * `set_tcp_nodelay true`, no persistence, no authentication, no limits on in-flight or queued messages.
+ * `set_tcp_nodelay true`, no persistence, no authentication, no limit on queued messages, 1,000 in flight per client.
  */
 export async function startMosquitto({ binary, tlsDir }) {
   const dir = mkdtempSync(join(tmpdir(), 'fieldhub-bench-mosquitto-'));
@@ -183,7 +183,9 @@ export async function startMosquitto({ binary, tlsDir }) {
       'allow_anonymous true',
       'persistence false',
       'set_tcp_nodelay true',
-      'max_inflight_messages 0',
+      // Unlimited (0) made Mosquitto scan a list of thousands of in-flight messages per PUBACK: 23.6k msgs/s at
+      // 85% CPU on W1, against 28.8k at 96% with 1,000 (20: 22.0k, 100: 24.3k).
+      'max_inflight_messages 1000',
       'max_queued_messages 0',
       'max_connections -1',
       'log_dest stderr',
