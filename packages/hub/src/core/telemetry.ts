@@ -143,8 +143,10 @@ export interface BuiltInEndpointOptions {
   /** Safety poll of idle live readers, in case a bus notification was lost (default 1 s). */
   readonly livePollMs?: number;
   /**
-   * Memory for the most recent events, served to live readers without a store read (default 8 MB, split
-   * between the partitions; 0 turns it off). Used only while a reader is open.
+   * Memory for the most recent events, served to live readers without a store read (default 32 MB, split
+   * between the partitions; 0 turns it off). Used only while a reader is open. Sized for 4 KB telemetry: 10
+   * devices with 200 QoS 1 messages in flight each get ~2,000 events ahead of a reader that waits for its socket;
+   * at 8 MB (~470 such events per partition) the reader fell out of the window and into store reads (W2).
    */
   readonly recentEventBytes?: number;
 }
@@ -336,7 +338,7 @@ export class BuiltInEndpoint {
     options: BuiltInEndpointOptions = {},
   ) {
     this.notifier = new AppendNotifier(ctx.options.partitionCount);
-    const recentBytes = options.recentEventBytes ?? 8 * 1024 * 1024;
+    const recentBytes = options.recentEventBytes ?? 32 * 1024 * 1024;
     if (recentBytes > 0) {
       this.recent = new RecentEvents(ctx.options.partitionCount, recentBytes / ctx.options.partitionCount);
     }
