@@ -52,12 +52,32 @@ export function createMetrics(): HubMetrics {
     registers: [registry],
   });
   const collectors: (() => Promise<void>)[] = [];
+  const operationChildren = new Map<
+    string,
+    {
+      readonly count: { inc(): void };
+      readonly error: { inc(): void } | undefined;
+      readonly latency: { observe(value: number): void };
+    }
+  >();
   return {
     contentType: registry.contentType,
     recordOperation(operation, code, seconds) {
-      operations.inc({ operation, code });
-      if (code !== 'ok') errors.inc({ code });
-      latency.observe({ operation }, seconds);
+      // The labelled children, looked up once per operation and code (prom-client hashes the label object on
+      // every call otherwise; a REST call records one operation).
+      const key = `${operation}\n${code}`;
+      let children = operationChildren.get(key);
+      if (children === undefined) {
+        children = {
+          count: operations.labels({ operation, code }),
+          error: code === 'ok' ? undefined : errors.labels({ code }),
+          latency: latency.labels({ operation }),
+        };
+        operationChildren.set(key, children);
+      }
+      children.count.inc();
+      children.error?.inc();
+      children.latency.observe(seconds);
     },
     setConnectedDevices(protocol, count) {
       connected.set({ protocol }, count);

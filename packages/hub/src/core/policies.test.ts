@@ -152,6 +152,32 @@ describe('Policies', () => {
     await expect(policies.rotateKey('missing', 'secondary')).rejects.toMatchObject({ code: 'ArgumentInvalid' });
   });
 
+  it('serves policies from memory and forgets one rotated by another process sharing the store and bus', async () => {
+    const { mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const { join } = await import('node:path');
+    const path = join(await mkdtemp(join(tmpdir(), 'policies-')), 'hub.db');
+    const bus = createLocalBus();
+    const first = new Policies({ ...(await makeContext(await openSqliteStore({ path }))), bus });
+    const second = new Policies({ ...(await makeContext(await openSqliteStore({ path }))), bus });
+    await first.ensureDefaults();
+    const before = (await first.get('service'))!;
+    expect(first.cached('service')).toEqual(before);
+    expect(first.cached('nosuchpolicy')).toBeNull();
+    await first.get('nosuchpolicy');
+    expect(first.cached('nosuchpolicy')).toBeUndefined();
+    expect(await second.get('service')).toEqual(before);
+
+    const after = await second.rotateKey('service', 'primary');
+    expect(second.cached('service')).toBeNull();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(first.cached('service')).toBeNull();
+    expect(await first.get('service')).toEqual(after);
+    await expect(
+      first.authorizeServiceToken(sign(HOST, before.primaryKey, 'service', inOneHour()), 'ServiceConnect'),
+    ).rejects.toMatchObject({ code: 'IotHubUnauthorizedAccess' });
+  });
+
   it('authorises device connections with a DeviceConnect policy token scoped by path segments', async () => {
     const policies = new Policies(await makeContext());
     await policies.ensureDefaults();

@@ -30,12 +30,37 @@ export const defaultPolicies: Readonly<Record<string, readonly Permission[]>> = 
 
 const COLLECTION = 'policies';
 
+/** Bus subject on which a change of a policy is announced (payload: `{ name }`), so every hub process forgets it. */
+export const policyChangedSubject = 'policies.changed';
+
 /**
- * The hub's shared access policies. Every check reads the store (no cache), so a rotation by one hub process is
- * seen by all at once.
+ * The hub's shared access policies. Reads are served from memory after the first store read (a service call
+ * checks its policy on every request); a rotation forgets the cached policy at once in this process and is
+ * announced on the bus ({@link policyChangedSubject}) so other hub processes forget it too.
  */
 export class Policies {
-  constructor(private readonly ctx: CoreContext) {}
+  /** Policies read from the store (`undefined`: known not to exist). */
+  private readonly cache = new Map<string, SharedAccessPolicy | undefined>();
+  /** Bumped by every invalidation: a store read that started before one must not fill the cache. */
+  private generation = 0;
+
+  constructor(private readonly ctx: CoreContext) {
+    ctx.bus.subscribe(ctx.hubName, policyChangedSubject, () => this.invalidate());
+  }
+
+  /** Forgets every cached policy (the next read goes to the store). */
+  invalidate(): void {
+    this.generation++;
+    this.cache.clear();
+  }
+
+  /**
+   * The policy as cached, without a store read: `null` when not cached (then use {@link get}), `undefined` when
+   * it is known not to exist.
+   */
+  cached(name: string): SharedAccessPolicy | undefined | null {
+    return this.cache.has(name) ? this.cache.get(name) : null;
+  }
 
   /** Creates the default policies that do not exist yet, each with two fresh keys. Idempotent; call on start. */
   async ensureDefaults(): Promise<void> {
@@ -48,6 +73,7 @@ export class Policies {
         if (!(error instanceof RevisionConflict)) throw error;
       }
     }
+    this.invalidate();
   }
 
   /** Every policy, by name order. */
@@ -58,8 +84,13 @@ export class Policies {
 
   /** One policy, or `undefined`. */
   async get(name: string): Promise<SharedAccessPolicy | undefined> {
+    const cached = this.cached(name);
+    if (cached !== null) return cached;
+    const generation = this.generation;
     const doc = await this.ctx.store.documents.get<SharedAccessPolicy>(this.ctx.hubName, COLLECTION, name);
-    return doc?.value;
+    const policy = doc?.value;
+    if (generation === this.generation) this.cache.set(name, policy);
+    return policy;
   }
 
   /**
@@ -75,6 +106,8 @@ export class Policies {
         which === 'primary' ? { ...doc.value, primaryKey: newKey() } : { ...doc.value, secondaryKey: newKey() };
       try {
         await this.ctx.store.documents.put(this.ctx.hubName, COLLECTION, name, next, doc.revision);
+        this.invalidate();
+        this.ctx.bus.publish(this.ctx.hubName, policyChangedSubject, { name });
         return next;
       } catch (error) {
         if (!(error instanceof RevisionConflict)) throw error;

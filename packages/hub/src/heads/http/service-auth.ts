@@ -27,8 +27,8 @@ const maxVerifiedTokens = 1024;
  * hold `permission`. Returns the policy name.
  *
  * A token that verified before is not verified again (two HMACs on the crypto thread pool per request were the
- * largest share of a direct method's round trip): the policy is still read from the store on every request, and
- * the token is accepted only while that policy has the same keys as when it verified, the token has not expired,
+ * largest share of a direct method's round trip): the policy is still looked up on every request (in memory, see
+ * `Policies`), and the token is accepted only while that policy has the same keys as when it verified, the token has not expired,
  * and the policy holds `permission` — what a full verification would decide, so rotations and expiry take effect
  * at once.
  * @throws AuthenticationError (401 IotHubUnauthorizedAccess) for a missing, malformed, expired or
@@ -48,7 +48,9 @@ export async function requirePermission(
   }
   const known = cache.get(header);
   if (known !== undefined) {
-    const policy = await core.policies.get(known.policyName);
+    // Served from memory: the policy cache forgets a policy when it rotates (core/policies.ts).
+    const cached = core.policies.cached(known.policyName);
+    const policy = cached !== null ? cached : await core.policies.get(known.policyName);
     if (
       policy !== undefined &&
       policy.primaryKey === known.primaryKey &&
