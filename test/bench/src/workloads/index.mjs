@@ -164,7 +164,9 @@ const w4 = {
     const peer = await ensurePeer(env);
     const ids = deviceIds('methods', 100);
     await registerDevices(hub, ids);
-    const options = env.quick ? { rate: 50, seconds: 2, warmup: 10 } : { rate: 200, seconds: 15, warmup: 200 };
+    // The first 2,000 calls (10 s) warm both sides up and are not counted: the hub's HTTP path runs 2-3x slower
+    // until V8 has optimised it, and the figure is meant to be the steady state a long-running hub shows.
+    const options = env.quick ? { rate: 50, seconds: 2, warmup: 10 } : { rate: 200, seconds: 25, warmup: 2000 };
     const total = Math.round(options.rate * options.seconds);
     const hubResult = await measureLatency('methods', hub, ids, options);
     const peerResult = await measureLatency('methods', peer, ids, options);
