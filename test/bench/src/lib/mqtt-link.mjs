@@ -1,7 +1,7 @@
 // One raw MQTT-over-TLS connection of the load generator: CONNECT, wait for CONNACK, then hand every frame to
 // `link.onFrame`. No queue, no retries: a benchmark that loses its connection fails loudly instead.
 import { connect as tlsConnect } from 'node:tls';
-import { encodeConnect, FrameReader, PacketType } from './mqtt-frames.mjs';
+import { encodeConnect, encodeSubscribe, FrameReader, PacketType } from './mqtt-frames.mjs';
 
 /** A connected MQTT link. */
 export class MqttLink {
@@ -96,5 +96,16 @@ export function fetchTlsSession({ port, ca, host = '127.0.0.1' }) {
       // PINGREQ before CONNECT: both brokers close the socket, after the ticket went out.
       socket.write(Buffer.from([0xc0, 0x00]));
     });
+  });
+}
+
+/** Subscribes `link` to one filter and resolves on the SUBACK (the link's frame handler is replaced meanwhile). */
+export function subscribe(link, topic, qos) {
+  return new Promise((resolve, reject) => {
+    link.onFrame = (firstByte) => {
+      if (firstByte >> 4 === PacketType.suback) resolve();
+    };
+    link.closed.then(() => reject(new Error(`closed before the SUBACK for ${topic}`)));
+    link.write(encodeSubscribe(topic, qos, 1));
   });
 }

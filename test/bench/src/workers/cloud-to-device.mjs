@@ -4,8 +4,8 @@
 // 50 per device).
 import { createServiceClient } from '@fieldhub/service';
 import { connectFields } from '../lib/credentials.mjs';
-import { encodeSubscribe, PacketType, publishTopic, writePuback } from '../lib/mqtt-frames.mjs';
-import { connectMqtt } from '../lib/mqtt-link.mjs';
+import { PacketType, publishTopic, writePuback } from '../lib/mqtt-frames.mjs';
+import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { eachLimited, serve } from './worker-host.mjs';
 
 let devices = [];
@@ -20,12 +20,7 @@ serve({
     });
     devices = await eachLimited(deviceIds, 50, async (deviceId) => {
       const link = await connectMqtt({ port: target.port, ca: target.ca, ...(await connectFields(target, deviceId)) });
-      await new Promise((resolve) => {
-        link.onFrame = (firstByte) => {
-          if (firstByte >> 4 === PacketType.suback) resolve();
-        };
-        link.write(encodeSubscribe(`devices/${deviceId}/messages/devicebound/#`, 1, 1));
-      });
+      await subscribe(link, `devices/${deviceId}/messages/devicebound/#`, 1);
       const device = { deviceId, link, received: 0, wake: null };
       link.onFrame = (firstByte, buffer, bodyStart) => {
         if (firstByte >> 4 !== PacketType.publish) return;

@@ -1,12 +1,11 @@
 // W3: end-to-end latency at a fixed rate. Publishers and the reader live in this one process so that send and
 // receive times come from the same clock: each payload starts with its send time (performance.now(), float64).
 // Hub: QoS 1 telemetry -> built-in endpoint event stream. Peer: QoS 1 publish -> Mosquitto -> QoS 1 subscriber.
-import { request } from 'node:https';
 import { connectFields, telemetryTopic } from '../lib/credentials.mjs';
-import { encodePublish, encodeSubscribe, PacketType, publishPayloadStart, writePuback } from '../lib/mqtt-frames.mjs';
-import { connectMqtt } from '../lib/mqtt-link.mjs';
+import { openEventStream } from '../lib/event-stream.mjs';
+import { encodePublish, PacketType, publishPayloadStart, writePuback } from '../lib/mqtt-frames.mjs';
+import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { percentile } from '../lib/percentiles.mjs';
-import { serviceToken } from '../lib/service-token.mjs';
 import { eachLimited, serve } from './worker-host.mjs';
 
 let devices = [];
@@ -20,7 +19,7 @@ serve({
       link.onFrame = () => {};
       return { deviceId, link, topic: telemetryTopic(deviceId), nextId: 1 };
     });
-    if (target.kind === 'hub') await openEventStream(target);
+    if (target.kind === 'hub') await openHubStream(target);
     else await openSubscriber(target);
     return { connected: devices.length };
   },
@@ -79,55 +78,30 @@ function deliver(body) {
   onLatency(body.readDoubleLE(0), body.readUInt32LE(8));
 }
 
-async function openEventStream(target) {
-  const authorization = await serviceToken(target.serviceConnectionString);
-  await new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: target.httpsPort,
-        servername: 'localhost',
-        ca: target.ca,
-        path: '/fieldhub/events?from=latest',
-        headers: { authorization, accept: 'text/event-stream' },
-      },
-      (response) => {
-        if (response.statusCode !== 200) return reject(new Error(`event stream answered ${response.statusCode}`));
-        response.socket.setNoDelay(true);
-        response.setEncoding('utf8');
-        let text = '';
-        response.on('data', (chunk) => {
-          text += chunk;
-          for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n')) {
-            const block = text.slice(0, end);
-            text = text.slice(end + 2);
-            if (block.startsWith('data: ')) {
-              const event = JSON.parse(block.slice(6));
-              const source = event.systemProperties?.['iothub-message-source'];
-              if (source !== undefined && source !== 'Telemetry') continue;
-              deliver(Buffer.from(event.body, event.bodyEncoding === 'base64' ? 'base64' : 'utf8'));
-            }
-          }
-        });
-        response.on('error', () => {});
-        resolve();
-      },
-    );
-    req.on('error', reject);
-    req.end();
-    closeReader = () => req.destroy();
-  });
+async function openHubStream(target) {
+  let text = '';
+  closeReader = await openEventStream(
+    target,
+    (chunk) => {
+      text += chunk;
+      for (let end = text.indexOf('\n\n'); end !== -1; end = text.indexOf('\n\n')) {
+        const block = text.slice(0, end);
+        text = text.slice(end + 2);
+        if (!block.startsWith('data: ')) continue;
+        const event = JSON.parse(block.slice(6));
+        const source = event.systemProperties?.['iothub-message-source'];
+        if (source !== undefined && source !== 'Telemetry') continue;
+        deliver(Buffer.from(event.body, event.bodyEncoding === 'base64' ? 'base64' : 'utf8'));
+      }
+    },
+    { encoding: 'utf8' },
+  );
 }
 
 async function openSubscriber(target) {
   const link = await connectMqtt({ port: target.port, ca: target.ca, clientId: `bench-latency-${process.pid}` });
   closeReader = () => link.destroy();
-  await new Promise((resolve) => {
-    link.onFrame = (firstByte) => {
-      if (firstByte >> 4 === PacketType.suback) resolve();
-    };
-    link.write(encodeSubscribe('devices/+/messages/events/#', 1, 1));
-  });
+  await subscribe(link, 'devices/+/messages/events/#', 1);
   link.onFrame = (firstByte, buffer, bodyStart, bodyEnd) => {
     if (firstByte >> 4 !== PacketType.publish) return;
     const start = publishPayloadStart(firstByte, buffer, bodyStart);

@@ -5,8 +5,8 @@
 // bench/res/<device>, the service is subscribed to bench/res/#. QoS 0 both ways, as IoT Hub's method topics.
 import { createServiceClient } from '@fieldhub/service';
 import { connectFields } from '../lib/credentials.mjs';
-import { encodePublish, encodeSubscribe, PacketType, publishPayloadStart, publishTopic } from '../lib/mqtt-frames.mjs';
-import { connectMqtt } from '../lib/mqtt-link.mjs';
+import { encodePublish, PacketType, publishPayloadStart, publishTopic } from '../lib/mqtt-frames.mjs';
+import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { percentile } from '../lib/percentiles.mjs';
 import { eachLimited, serve } from './worker-host.mjs';
 
@@ -118,13 +118,3 @@ serve({
     devices = [];
   },
 });
-
-function subscribe(link, topic, qos) {
-  return new Promise((resolve, reject) => {
-    link.onFrame = (firstByte) => {
-      if (firstByte >> 4 === PacketType.suback) resolve();
-    };
-    link.closed.then(() => reject(new Error('closed before SUBACK')));
-    link.write(encodeSubscribe(topic, qos, 1));
-  });
-}

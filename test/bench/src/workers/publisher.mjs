@@ -3,8 +3,8 @@
 // - mode `telemetry`: QoS 1 PUBLISH to the device's telemetry topic; a PUBACK frees its packet id.
 // - mode `twin`: reported-property PATCH (QoS 0, `$rid`); the hub's `$iothub/twin/res/204` answer frees the rid.
 import { connectFields, telemetryTopic } from '../lib/credentials.mjs';
-import { encodePublish, encodeSubscribe, PacketType, publishTopic } from '../lib/mqtt-frames.mjs';
-import { connectMqtt } from '../lib/mqtt-link.mjs';
+import { encodePublish, PacketType, publishTopic } from '../lib/mqtt-frames.mjs';
+import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { eachLimited, serve } from './worker-host.mjs';
 
 let devices = [];
@@ -20,7 +20,7 @@ serve({
           packets.push(encodePublish({ topic: telemetryTopic(deviceId), payload, qos: 1, messageId: id }));
         }
       } else {
-        await subscribe(link, '$iothub/twin/res/#');
+        await subscribe(link, '$iothub/twin/res/#', 0);
         for (let rid = 1; rid <= window; rid++) {
           const payload = Buffer.from(JSON.stringify({ temperature: 20 + (rid % 10), rid }));
           packets.push(
@@ -47,16 +47,6 @@ serve({
     devices = [];
   },
 });
-
-function subscribe(link, topic) {
-  return new Promise((resolve, reject) => {
-    link.onFrame = (firstByte) => {
-      if (firstByte >> 4 === PacketType.suback) resolve();
-    };
-    link.closed.then(() => reject(new Error('closed before SUBACK')));
-    link.write(encodeSubscribe(topic, 0, 1));
-  });
-}
 
 /** Sends `count` requests keeping `packets.length` in flight; resolves when every one was answered. */
 function drive(device) {

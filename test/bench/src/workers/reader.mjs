@@ -2,10 +2,9 @@
 // - hub: the built-in endpoint over the hub's HTTPS event stream (`GET /fieldhub/events?from=latest`); events are
 //   counted by their `\ndata: ` line prefix, without parsing the JSON (a reader must not be the bottleneck).
 // - peer: one MQTT subscriber on `devices/+/messages/events/#` at QoS 1, acknowledging every message.
-import { request } from 'node:https';
-import { encodeSubscribe, PacketType, writePuback } from '../lib/mqtt-frames.mjs';
-import { connectMqtt } from '../lib/mqtt-link.mjs';
-import { serviceToken } from '../lib/service-token.mjs';
+import { openEventStream } from '../lib/event-stream.mjs';
+import { PacketType, writePuback } from '../lib/mqtt-frames.mjs';
+import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { serve } from './worker-host.mjs';
 
 let received = 0;
@@ -24,7 +23,7 @@ function count(n) {
 serve({
   async open({ target }) {
     received = 0;
-    if (target.kind === 'hub') await openEventStream(target);
+    if (target.kind === 'hub') await openHubStream(target);
     else await openSubscriber(target);
     return {};
   },
@@ -55,47 +54,21 @@ serve({
   },
 });
 
-async function openEventStream(target) {
-  const authorization = await serviceToken(target.serviceConnectionString);
+async function openHubStream(target) {
   const marker = Buffer.from('\ndata: ');
-  await new Promise((resolve, reject) => {
-    const req = request(
-      {
-        host: '127.0.0.1',
-        port: target.httpsPort,
-        servername: 'localhost',
-        ca: target.ca,
-        path: '/fieldhub/events?from=latest',
-        headers: { authorization, accept: 'text/event-stream' },
-      },
-      (response) => {
-        if (response.statusCode !== 200) {
-          reject(new Error(`event stream answered ${response.statusCode}`));
-          response.resume();
-          return;
-        }
-        response.socket.setNoDelay(true);
-        let tail = Buffer.alloc(0);
-        response.on('data', (chunk) => {
-          const buffer = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
-          let n = 0;
-          let at = buffer.indexOf(marker);
-          while (at !== -1) {
-            n++;
-            at = buffer.indexOf(marker, at + marker.length);
-          }
-          tail = buffer.subarray(Math.max(0, buffer.length - (marker.length - 1)));
-          // A marker split across chunks is found once the tail is joined to the next chunk; one wholly inside
-          // the tail was already counted, and a tail shorter than the marker cannot hold one.
-          count(n);
-        });
-        response.on('error', () => {});
-        resolve();
-      },
-    );
-    req.on('error', reject);
-    req.end();
-    closeSource = () => req.destroy();
+  let tail = Buffer.alloc(0);
+  closeSource = await openEventStream(target, (chunk) => {
+    const buffer = tail.length > 0 ? Buffer.concat([tail, chunk]) : chunk;
+    let n = 0;
+    let at = buffer.indexOf(marker);
+    while (at !== -1) {
+      n++;
+      at = buffer.indexOf(marker, at + marker.length);
+    }
+    tail = buffer.subarray(Math.max(0, buffer.length - (marker.length - 1)));
+    // A marker split across chunks is found once the tail is joined to the next chunk; one wholly inside the tail
+    // was already counted, and a tail shorter than the marker cannot hold one.
+    count(n);
   });
 }
 
@@ -103,12 +76,7 @@ async function openSubscriber(target) {
   const link = await connectMqtt({ port: target.port, ca: target.ca, clientId: `bench-reader-${process.pid}` });
   closeSource = () => link.destroy();
   const socket = link.socket;
-  await new Promise((resolve) => {
-    link.onFrame = (firstByte) => {
-      if (firstByte >> 4 === PacketType.suback) resolve();
-    };
-    link.write(encodeSubscribe('devices/+/messages/events/#', 1, 1));
-  });
+  await subscribe(link, 'devices/+/messages/events/#', 1);
   // One PUBACK buffer per chunk of messages, written once the chunk is parsed.
   let acks = [];
   socket.prependListener('data', () => {

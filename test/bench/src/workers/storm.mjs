@@ -32,4 +32,8 @@ serve({
     const seconds = (performance.now() - started) / 1000;
     return { connected: prepared.length - failures, failures, firstError, seconds };
   },
+
+  async close() {
+    prepared = [];
+  },
 });

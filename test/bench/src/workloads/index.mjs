@@ -93,19 +93,48 @@ function throughputWorkload(id, title, payloadSize, perDeviceFull, perDeviceQuic
   };
 }
 
-/** One latency-measuring worker against `target`: connect, run, close. */
-async function measureLatency(workerName, target, ids, runOptions) {
-  const worker = startWorker(workerName);
+/** Starts `count` workers of kind `name`, runs `use(workers)`, then closes and stops them whatever happened. */
+async function withWorkers(name, count, use) {
+  const workers = Array.from({ length: count }, () => startWorker(name));
   try {
+    return await use(workers);
+  } finally {
+    await Promise.all(workers.map((worker) => worker.request({ type: 'close' }).catch(() => {})));
+    await Promise.all(workers.map((worker) => worker.stop()));
+  }
+}
+
+/** Sends `message` to every worker with its share of `ids` (round robin) as `deviceIds`. */
+function spread(workers, ids, message) {
+  return Promise.all(
+    workers.map((worker, index) =>
+      worker.request({ ...message, deviceIds: ids.filter((_, at) => at % workers.length === index) }),
+    ),
+  );
+}
+
+/** Runs `measure(name, target)` on the hub, then on the peer, each once its target is idle. */
+async function eachTarget(hub, peer, measure) {
+  const results = {};
+  for (const [name, target] of [
+    ['hub', hub],
+    ['peer', peer],
+  ]) {
+    await waitIdle(target.pid);
+    results[name] = await measure(name, target);
+  }
+  return results;
+}
+
+/** One latency-measuring worker against `target`: connect, run, close. */
+function measureLatency(workerName, target, ids, runOptions) {
+  return withWorkers(workerName, 1, async ([worker]) => {
     await worker.request({ type: 'connect', target: targetOf(target), deviceIds: ids });
     await waitIdle(target.pid);
     const meter = cpuMeter({ target: target.pid, generator: worker.pid });
     const result = await worker.request({ type: 'run', target: targetOf(target), ...runOptions });
     return { ...result, cpu: meter.stop() };
-  } finally {
-    await worker.request({ type: 'close' }).catch(() => {});
-    await worker.stop();
-  }
+  });
 }
 
 function latencyRow(hubResult, peerResult, goals, problems) {
@@ -195,28 +224,14 @@ const w5 = {
     await registerDevices(hub, ids);
     env.idleIds = ids;
     const idleMs = env.quick ? 1000 : 10_000;
-    const results = {};
     const problems = [];
-    for (const [name, target] of [
-      ['hub', hub],
-      ['peer', peer],
-    ]) {
-      await waitIdle(target.pid);
+    const results = await eachTarget(hub, peer, async (name, target) => {
       await sleep(1000);
       const before = rssBytes(target.pid);
-      const workers = Array.from({ length: 4 }, () => startWorker('idle'));
-      try {
+      return withWorkers('idle', 4, async (workers) => {
         const started = performance.now();
         const meter = cpuMeter({ generator: workers[0].pid, target: target.pid });
-        const connected = await Promise.all(
-          workers.map((worker, index) =>
-            worker.request({
-              type: 'connect',
-              target: targetOf(target),
-              deviceIds: ids.filter((_, at) => at % workers.length === index),
-            }),
-          ),
-        );
+        const connected = await spread(workers, ids, { type: 'connect', target: targetOf(target) });
         const connectSeconds = (performance.now() - started) / 1000;
         const connectCpu = meter.stop();
         await waitIdle(target.pid);
@@ -233,7 +248,7 @@ const w5 = {
         const total = connected.reduce((sum, answer) => sum + answer.connected, 0);
         const resumed = connected.reduce((sum, answer) => sum + answer.resumed, 0);
         if (open !== count) problems.push(`${name}: ${open} of ${count} connections open after the idle period`);
-        results[name] = {
+        return {
           connections: total,
           resumedTlsSessions: resumed,
           connectSeconds,
@@ -244,11 +259,8 @@ const w5 = {
           idleCpu,
           generatorCpu: connectCpu.generator,
         };
-      } finally {
-        await Promise.all(workers.map((worker) => worker.request({ type: 'close' }).catch(() => {})));
-        await Promise.all(workers.map((worker) => worker.stop()));
-      }
-    }
+      });
+    });
     const kb = (bytes) => bytes / 1024;
     const hubKb = kb(results.hub.bytesPerConnection);
     const peerKb = kb(results.peer.bytesPerConnection);
@@ -281,24 +293,10 @@ const w6 = {
     const peer = await ensurePeer(env);
     const count = Math.min(env.idleIds.length, env.quick ? 100 : 3000);
     const ids = env.idleIds.slice(0, count);
-    const results = {};
     const problems = [];
-    for (const [name, target] of [
-      ['hub', hub],
-      ['peer', peer],
-    ]) {
-      await waitIdle(target.pid);
-      const workers = Array.from({ length: 2 }, () => startWorker('storm'));
-      try {
-        await Promise.all(
-          workers.map((worker, index) =>
-            worker.request({
-              type: 'prepare',
-              target: targetOf(target),
-              deviceIds: ids.filter((_, at) => at % workers.length === index),
-            }),
-          ),
-        );
+    const results = await eachTarget(hub, peer, (name, target) =>
+      withWorkers('storm', 2, async (workers) => {
+        await spread(workers, ids, { type: 'prepare', target: targetOf(target) });
         const meter = cpuMeter({ target: target.pid, generator0: workers[0].pid, generator1: workers[1].pid });
         const started = performance.now();
         const runs = await Promise.all(
@@ -313,17 +311,15 @@ const w6 = {
             `${name}: ${failures} of ${count} connects failed (${runs.find((run) => run.firstError)?.firstError})`,
           );
         }
-        results[name] = {
+        return {
           connects: connected,
           seconds,
           rate: connected / seconds,
           cpu: cpu.target,
           generatorCpu: Math.max(cpu.generator0, cpu.generator1),
         };
-      } finally {
-        await Promise.all(workers.map((worker) => worker.stop()));
-      }
-    }
+      }),
+    );
     const ratio = results.hub.rate / results.peer.rate;
     return {
       unit: 'connects/s',
