@@ -14,7 +14,7 @@ import type { Duplex } from 'node:stream';
 import { createServer, type DetailedPeerCertificate, type Server, type TLSSocket } from 'node:tls';
 import { Limits } from '@fieldhub/protocol';
 import type { Logger } from 'pino';
-import { createWebSocketStream, WebSocketServer } from 'ws';
+import type { createWebSocketStream, WebSocketServer } from 'ws';
 import type { HubCore } from '../../core/hub-core';
 import type { HubMetrics } from '../../metrics';
 import {
@@ -138,14 +138,23 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
     open.add(new MqttSession(context, socket, transport));
   };
 
-  const webSockets = new WebSocketServer({
-    noServer: true,
-    // Not worth its memory and CPU for small MQTT packets; the server may decline the extension (RFC 7692).
-    perMessageDeflate: false,
-    // A frame may carry more than one MQTT packet; the session enforces the per-packet limit.
-    maxPayload: settings.maxPacketBytes * 2,
-    handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
-  });
+  // ws loads on the first MQTT-over-WebSockets upgrade, not at start: ~60 ms of module loading off the cold start
+  // (W8), paid once by the first WebSocket device instead.
+  let webSockets: Promise<{ server: WebSocketServer; toStream: typeof createWebSocketStream }> | undefined;
+  const loadWebSockets = () => {
+    webSockets ??= import('ws').then((ws) => ({
+      server: new ws.WebSocketServer({
+        noServer: true,
+        // Not worth its memory and CPU for small MQTT packets; the server may decline the extension (RFC 7692).
+        perMessageDeflate: false,
+        // A frame may carry more than one MQTT packet; the session enforces the per-packet limit.
+        maxPayload: settings.maxPacketBytes * 2,
+        handleProtocols: (protocols) => (protocols.has('mqtt') ? 'mqtt' : false),
+      }),
+      toStream: ws.createWebSocketStream,
+    }));
+    return webSockets;
+  };
 
   return {
     listen(port, host) {
@@ -189,10 +198,21 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
       }
       const tlsSocket = request.socket as TLSSocket;
       tlsSocket.setNoDelay?.(true);
-      webSockets.handleUpgrade(request, socket, head, (webSocket) => {
-        const stream = createWebSocketStream(webSocket);
-        startSession(stream, new TlsTransport('mqtt-ws', tlsSocket));
-      });
+      loadWebSockets().then(
+        ({ server: webSocketServer, toStream }) => {
+          if (closing) {
+            socket.destroy();
+            return;
+          }
+          webSocketServer.handleUpgrade(request, socket, head, (webSocket) => {
+            startSession(toStream(webSocket), new TlsTransport('mqtt-ws', tlsSocket));
+          });
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'MQTT over WebSockets unavailable: the ws module did not load');
+          socket.destroy();
+        },
+      );
     },
 
     get connectedCount() {
@@ -203,7 +223,7 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
       closing ??= (async () => {
         const stopped = server ? new Promise<void>((resolve) => server?.close(() => resolve())) : Promise.resolve();
         for (const session of [...open]) session.close(hubStopping, 'debug');
-        webSockets.close();
+        void webSockets?.then(({ server: webSocketServer }) => webSocketServer.close());
         await Promise.allSettled([...cleanups]);
         await stopped;
       })();
