@@ -1,6 +1,7 @@
 import type { parseCertificate } from '@fieldhub/auth';
 import type { Command } from 'commander';
 import { addHubConnectionOptions, connectToHub, type HubConnectionOptions, readFlagFile } from '../hub-connection';
+import { table, write } from '../output';
 
 /** A CA certificate as `/fieldhub/certificates` answers it (docs/rest-extensions.md). */
 interface CertificateDescription {
@@ -22,10 +23,6 @@ interface JsonOption {
 
 const path = (name: string, action = ''): string =>
   `/fieldhub/certificates/${encodeURIComponent(name)}${action ? `/${action}` : ''}`;
-
-function write(text: string): void {
-  process.stdout.write(`${text}\n`);
-}
 
 /**
  * Adds `fieldhub ca add|verify|list|show|delete`: the hub's CA certificates for devices that authenticate with
@@ -117,7 +114,7 @@ export function addCaCommands(program: Command): void {
       write('No CA certificates. Add one with: fieldhub ca add <name> <pemFile>');
       return;
     }
-    write(table(list));
+    write(certificateTable(list));
   });
 
   addHubConnectionOptions(
@@ -166,16 +163,10 @@ async function readLocalCertificate(pem: string, file: string): Promise<ReturnTy
   }
 }
 
-function table(list: readonly CertificateDescription[]): string {
+function certificateTable(list: readonly CertificateDescription[]): string {
   const header = ['NAME', 'VERIFIED', 'EXPIRY', 'THUMBPRINT (SHA-1)', 'SUBJECT'];
-  const rows = list.map((c) => [c.name, c.isVerified ? 'yes' : 'no', c.expiry, c.thumbprint, c.subject]);
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => (row[i] ?? '').length)));
-  return [header, ...rows]
-    .map((row) =>
-      row
-        .map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i] ?? 0)))
-        .join('  ')
-        .trimEnd(),
-    )
-    .join('\n');
+  return table(
+    header,
+    list.map((c) => [c.name, c.isVerified ? 'yes' : 'no', c.expiry, c.thumbprint, c.subject]),
+  );
 }
