@@ -1,17 +1,13 @@
 import { createSasToken } from '@fieldhub/auth';
+import { parseServiceConnectionString } from '@fieldhub/protocol';
 
 /** A service SAS token from a `HostName=...;SharedAccessKeyName=...;SharedAccessKey=...` connection string. */
 export function serviceToken(connectionString) {
-  const fields = Object.fromEntries(
-    connectionString.split(';').map((part) => {
-      const at = part.indexOf('=');
-      return [part.slice(0, at), part.slice(at + 1)];
-    }),
-  );
+  const { hostName, sharedAccessKeyName, sharedAccessKey } = parseServiceConnectionString(connectionString);
   return createSasToken({
-    resourceUri: fields.HostName,
-    key: fields.SharedAccessKey,
-    keyName: fields.SharedAccessKeyName,
+    resourceUri: hostName,
+    key: sharedAccessKey,
+    keyName: sharedAccessKeyName,
     ttlSeconds: 4 * 3600,
   });
 }

@@ -4,9 +4,10 @@
 // 50 per device).
 import { createServiceClient } from '@fieldhub/service';
 import { connectFields } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { PacketType, publishTopic, writePuback } from '../lib/mqtt-frames.mjs';
 import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let devices = [];
 let service = null;

@@ -2,8 +2,9 @@
 // does a full handshake; the others resume its TLS session, so opening 19,000 takes seconds and the figure is
 // the memory an established connection costs, not the handshake CPU (W6 measures that).
 import { connectFields } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { connectMqtt } from '../lib/mqtt-link.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let links = [];
 

@@ -2,11 +2,12 @@
 // receive times come from the same clock: each payload starts with its send time (performance.now(), float64).
 // Hub: QoS 1 telemetry -> built-in endpoint event stream. Peer: QoS 1 publish -> Mosquitto -> QoS 1 subscriber.
 import { connectFields, telemetryTopic } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { openEventStream } from '../lib/event-stream.mjs';
 import { encodePublish, PacketType, publishPayloadStart, writePuback } from '../lib/mqtt-frames.mjs';
 import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { percentile } from '../lib/percentiles.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let devices = [];
 let closeReader = () => {};

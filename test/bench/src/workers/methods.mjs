@@ -5,10 +5,11 @@
 // bench/res/<device>, the service is subscribed to bench/res/#. QoS 0 both ways, as IoT Hub's method topics.
 import { createServiceClient } from '@fieldhub/service';
 import { connectFields } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { encodePublish, PacketType, publishPayloadStart, publishTopic } from '../lib/mqtt-frames.mjs';
 import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
 import { percentile } from '../lib/percentiles.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let devices = [];
 let service = null;

@@ -3,9 +3,10 @@
 // - mode `telemetry`: QoS 1 PUBLISH to the device's telemetry topic; a PUBACK frees its packet id.
 // - mode `twin`: reported-property PATCH (QoS 0, `$rid`); the hub's `$iothub/twin/res/204` answer frees the rid.
 import { connectFields, telemetryTopic } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { encodePublish, PacketType, publishTopic } from '../lib/mqtt-frames.mjs';
 import { connectMqtt, subscribe } from '../lib/mqtt-link.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let devices = [];
 

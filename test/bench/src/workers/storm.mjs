@@ -2,9 +2,10 @@
 // sends CONNECT (a SAS token against the hub, nothing against the unauthenticated peer), waits for the CONNACK,
 // then says DISCONNECT and closes. `concurrency` handshakes are in flight at any time.
 import { connectFields } from '../lib/credentials.mjs';
+import { eachLimited } from '../lib/each-limited.mjs';
 import { disconnectPacket } from '../lib/mqtt-frames.mjs';
 import { connectMqtt } from '../lib/mqtt-link.mjs';
-import { eachLimited, serve } from './worker-host.mjs';
+import { serve } from './worker-host.mjs';
 
 let prepared = [];
 
