@@ -88,8 +88,12 @@ export interface AmqpConnectionContext {
   readonly protocol: 'amqp' | 'amqp-ws';
   /** Log fields naming the connection (never secrets). */
   describe(): Record<string, unknown>;
-  /** The unexpired principal of this device or module on this connection, if one was authorized. */
-  device(deviceId: string, moduleId: string | undefined): DevicePrincipal | undefined;
+  /**
+   * The unexpired principal of this device or module on this connection: authorized by CBS or SASL PLAIN (device
+   * token or DeviceConnect policy token), or by the connection's TLS client certificate (checked against the
+   * registry on first use). Undefined when nothing authorizes it.
+   */
+  device(deviceId: string, moduleId: string | undefined): Promise<DevicePrincipal | undefined>;
   /** An unexpired service principal on this connection whose policy grants `permission`, if any. */
   service(permission: Permission): ServicePrincipal | undefined;
 }
