@@ -145,6 +145,13 @@ export function cloudToDeviceSubject(deviceId: string): string {
   return `c2d.${deviceId}`;
 }
 
+/**
+ * The bus subject feedback readers (the AMQP feedback link) listen on to learn that feedback records wait
+ * (payload `{}`): published after a settlement, expiry or abandon wrote or returned records. Not under `c2d.`,
+ * where a device named `feedback` would collide.
+ */
+export const cloudToDeviceFeedbackSubject = 'c2d-feedback';
+
 // protocol-device.md §7.
 const maxMessageBytes = 64 * 1024;
 const maxMessageIdLength = 128;
@@ -503,8 +510,8 @@ export class CloudToDevice {
    * Returns the records of a received batch to the queue; a record abandoned `maxDeliveryCount` times is dropped.
    * @throws HubError DeviceMessageLockLost (412002) for an unknown lock token.
    */
-  abandonFeedback(lockToken: string): Promise<void> {
-    return this.settleFeedback(lockToken, (document) => {
+  async abandonFeedback(lockToken: string): Promise<void> {
+    await this.settleFeedback(lockToken, (document) => {
       const deliveryCount = document.value.deliveryCount + 1;
       if (deliveryCount >= this.ctx.options.cloudToDevice.maxDeliveryCount) {
         return { op: 'delete', collection: feedbackCollection, key: document.key, expectedRevision: document.revision };
@@ -517,6 +524,7 @@ export class CloudToDevice {
         expectedRevision: document.revision,
       };
     });
+    this.notifyFeedback();
   }
 
   /**
@@ -557,6 +565,10 @@ export class CloudToDevice {
 
   private notify(deviceId: string): void {
     this.ctx.bus.publish(this.ctx.hubName, cloudToDeviceSubject(deviceId), {});
+  }
+
+  private notifyFeedback(): void {
+    this.ctx.bus.publish(this.ctx.hubName, cloudToDeviceFeedbackSubject, {});
   }
 
   private async queue(deviceId: string): Promise<StoredDocument<StoredMessage>[]> {
@@ -645,6 +657,7 @@ export class CloudToDevice {
       });
     }
     await this.ctx.store.documents.batch(this.ctx.hubName, writes);
+    if (writes.length > 1) this.notifyFeedback();
   }
 
   private expireQueue(deviceId: string): Promise<void> {
