@@ -100,8 +100,11 @@ export interface AmqpConnectionContext {
 
 /** A link a route serves: closed by the connection layer on detach, connection close or principal expiry. */
 export interface LinkHandle {
-  /** Stops serving (unsubscribe, forget in-flight state). Idempotent; the link itself is detached by the caller. */
-  close(): void;
+  /**
+   * Stops serving (unsubscribe, forget in-flight state). Idempotent; the link itself is detached by the caller. A
+   * returned promise is awaited when the hub stops (its rejection is logged).
+   */
+  close(): void | Promise<void>;
 }
 
 /**
@@ -112,6 +115,11 @@ export interface LinkRoute<Match = unknown> {
   /** For logs and metrics, e.g. `device-telemetry`. */
   readonly name: string;
   readonly direction: 'send' | 'receive';
+  /**
+   * Who grants credit on `'receive'` links: `'connection'` (the default) grants `settings.receiverCredit` when the
+   * link opens and tops it up as messages arrive; `'route'` leaves the link without credit for the route to grant.
+   */
+  readonly flowControl?: 'connection' | 'route';
   /** Parses the peer's address (case-insensitively, URL-decoded where Azure allows it); undefined when not ours. */
   match(address: string): Match | undefined;
   /**
@@ -120,8 +128,12 @@ export interface LinkRoute<Match = unknown> {
    */
   authorize(context: AmqpConnectionContext, match: Match): Promise<AmqpPrincipal | AmqpError>;
   /**
-   * Serves the link after the connection layer has opened it with the peer's address echoed. For `'receive'`
-   * links the connection layer adds credit (`settings.receiverCredit`) unless the route takes over flow control.
+   * Serves the link after the connection layer has opened it with the peer's address echoed (the attach goes out
+   * after `open` returns: the route may still adjust the local attach). For `'receive'` links the connection layer
+   * adds credit (`settings.receiverCredit`) unless the route takes over flow control (`flowControl: 'route'`).
+   * Deliveries the hub receives are never accepted automatically: the route settles each one. Messages over
+   * `settings.maxMessageBytes` never reach the route (the link is detached with `amqp:link:message-size-exceeded`).
+   * Exceptions thrown here or from the link's event listeners detach the link with `amqp:internal-error`.
    */
   open(link: Sender | Receiver, match: Match, context: AmqpConnectionContext, principal: AmqpPrincipal): LinkHandle;
 }
