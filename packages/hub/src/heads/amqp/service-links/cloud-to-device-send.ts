@@ -147,10 +147,13 @@ function serveSendLink(link: Receiver | Sender, context: AmqpConnectionContext):
   };
   link.on('message', onMessage);
   return {
+    // Resolves when the messages already received are queued (or refused): the hub's stop waits for them.
     close() {
-      if (closed) return;
-      closed = true;
-      link.removeListener('message', onMessage);
+      if (!closed) {
+        closed = true;
+        link.removeListener('message', onMessage);
+      }
+      return tail;
     },
   };
 }

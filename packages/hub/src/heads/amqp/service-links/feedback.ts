@@ -75,6 +75,8 @@ class FeedbackLink implements LinkHandle {
   private again = false;
   private unsubscribe: (() => void) | undefined;
   private rescanTimer: ReturnType<typeof setInterval> | undefined;
+  private running: Promise<void> = Promise.resolve();
+  private closing: Promise<void> = Promise.resolve();
   private readonly listeners: [string, (event: EventContext) => void][] = [
     ['sendable', () => this.pump()],
     ['accepted', (event) => this.settled(event, 'complete')],
@@ -101,14 +103,18 @@ class FeedbackLink implements LinkHandle {
     return this;
   }
 
-  close(): void {
-    if (this.closed) return;
+  /** Stops sending and abandons the unsettled batches; resolves when they are back in the queue. */
+  close(): Promise<void> {
+    if (this.closed) return this.closing;
     this.closed = true;
     this.unsubscribe?.();
     clearInterval(this.rescanTimer);
     for (const [name, listener] of this.listeners) this.link.removeListener(name, listener);
-    for (const lockToken of this.unsettled.values()) this.finish(lockToken, 'abandon');
+    const abandons = [...this.unsettled.values()].map((lockToken) => this.finish(lockToken, 'abandon'));
     this.unsettled.clear();
+    // A batch being locked right now is abandoned by `run` when it sees the link closed.
+    this.closing = Promise.all([...abandons, this.running]).then(() => undefined);
+    return this.closing;
   }
 
   /** Sends batches until credit runs out or nothing waits. Re-entrant calls coalesce. */
@@ -119,7 +125,7 @@ class FeedbackLink implements LinkHandle {
       return;
     }
     this.pumping = true;
-    this.run()
+    this.running = this.run()
       .catch((error: unknown) =>
         this.context.logger.error({ err: error, ...this.context.describe() }, 'feedback delivery failed'),
       )
@@ -137,7 +143,7 @@ class FeedbackLink implements LinkHandle {
         if (!batch) break;
         if (this.closed || !this.link.sendable()) {
           // The link went away (or lost its credit) while the batch was being locked: give it back.
-          this.finish(batch.lockToken, 'abandon');
+          await this.finish(batch.lockToken, 'abandon');
           break;
         }
         const delivery = this.link.send(feedbackMessage(batch, core.hubName), tagOf(batch.lockToken));
@@ -145,7 +151,7 @@ class FeedbackLink implements LinkHandle {
           { ...this.context.describe(), records: batch.records.length, lockToken: batch.lockToken },
           'feedback batch sent',
         );
-        if (delivery.settled) this.finish(batch.lockToken, 'complete');
+        if (delivery.settled) await this.finish(batch.lockToken, 'complete');
         else this.unsettled.set(delivery, batch.lockToken);
       }
     } while (this.again && !this.closed);
@@ -157,15 +163,15 @@ class FeedbackLink implements LinkHandle {
     const lockToken = this.unsettled.get(delivery);
     if (lockToken === undefined) return;
     this.unsettled.delete(delivery);
-    this.finish(lockToken, outcome);
+    void this.finish(lockToken, outcome);
   }
 
-  private finish(lockToken: string, outcome: 'complete' | 'abandon'): void {
+  private finish(lockToken: string, outcome: 'complete' | 'abandon'): Promise<void> {
     const { cloudToDevice } = this.context.core;
     const operation =
       outcome === 'complete' ? cloudToDevice.completeFeedback(lockToken) : cloudToDevice.abandonFeedback(lockToken);
     // DeviceMessageLockLost: the lock lapsed and another receive took the records; they are that receiver's now.
-    operation.catch((error: unknown) =>
+    return operation.catch((error: unknown) =>
       this.context.logger.debug(
         { err: error, ...this.context.describe(), lockToken, outcome },
         'feedback settlement failed',
