@@ -162,6 +162,9 @@ export interface TelemetryAppended {
 /** The name of the consumer group that always exists. */
 export const defaultConsumerGroup = '$Default';
 const consumerGroupCollection = 'consumer-groups';
+// Facts about the endpoint itself (its creation time), one document each.
+const endpointCollection = 'built-in-endpoint';
+const createdKey = 'created';
 // Event Hubs: 1-50 chars, letters, digits, '.', '-', '_', starting and ending with a letter or digit.
 const consumerGroupPattern = /^[A-Za-z0-9](?:[A-Za-z0-9._-]{0,48}[A-Za-z0-9])?$/;
 // §4.4 "max 20 per hub (UNCONFIRMED)": $Default included.
@@ -522,6 +525,26 @@ export class BuiltInEndpoint {
   /** Facts about one partition (begin/last sequence number, last enqueued time). */
   async partitionInfo(partition: number): Promise<PartitionInfo> {
     return this.ctx.store.log.info(this.ctx.hubName, partition);
+  }
+
+  /**
+   * When the endpoint was created (ms since epoch): the first call stores the current time, later calls (also after
+   * a restart, also from other processes) return the stored one. Event Hubs' `created_at` (protocol-service.md §4.2).
+   */
+  async createdTime(): Promise<number> {
+    const { store, hubName } = this.ctx;
+    const stored = await store.documents.get<{ createdTime: number }>(hubName, endpointCollection, createdKey);
+    if (stored) return stored.value.createdTime;
+    const createdTime = this.ctx.now();
+    try {
+      await store.documents.put(hubName, endpointCollection, createdKey, { createdTime }, 0);
+      return createdTime;
+    } catch {
+      // Another caller stored it first: theirs is the creation time.
+      const raced = await store.documents.get<{ createdTime: number }>(hubName, endpointCollection, createdKey);
+      if (raced) return raced.value.createdTime;
+      throw new HubError('ServerError', 'Could not store the creation time of the built-in endpoint');
+    }
   }
 
   /** Applies retention now: deletes events older than `ctx.options.retentionMs`. Returns how many. */
