@@ -1,9 +1,15 @@
 /**
- * Cloud-to-device messages (`service.cloudToDevice`): send through the hub's extension
- * `POST /fieldhub/devices/{id}/messages/devicebound` (docs/rest-extensions.md), read delivery feedback with Azure's
- * `GET /messages/serviceBound/feedback` (protocol-service.md §2.3), purge a device's queue.
+ * Cloud-to-device messages (`service.cloudToDevice`) as Azure's service clients do them (protocol-service.md §3.2,
+ * §3.3): send on one AMQP sender link to `/messages/devicebound` (the device in the `to` address), read delivery
+ * feedback from a receiver on `/messages/serviceBound/feedback` (one message = one batch of records; accept =
+ * complete, release = abandon, reject = dead-letter), and purge a device's queue over REST
+ * (`DELETE /devices/{id}/commands`).
  */
-import { ArgumentError } from '@fieldhub/protocol';
+import { randomUUID } from 'node:crypto';
+import { AbortError, ArgumentError, HubError } from '@fieldhub/protocol';
+import type { Message } from 'rhea-promise';
+import { type AmqpClient, type ReceiverQueue, sendWithCredit } from './amqp-client';
+import { bodyBytes, dataSection, messageIdValue } from './amqp-message';
 import { type HttpClient, segment, sleep } from './http-client';
 import type { CallOptions } from './options';
 
@@ -17,18 +23,20 @@ export interface CloudToDeviceMessage {
    * `application/json` and `contentEncoding` to `utf-8`).
    */
   body: Uint8Array | string | object | number | boolean | null;
-  /** A UUID is made by the hub when absent. */
+  /**
+   * The message id (feedback records name it as `originalMessageId`). A UUID is made when absent. UUID-shaped ids
+   * travel as AMQP `uuid`, others as strings, as azure-iothub sends them.
+   */
   messageId?: string;
+  /** Same encoding rule as `messageId`. */
   correlationId?: string;
   contentType?: string;
   contentEncoding?: string;
-  /**
-   * Application properties. They travel as HTTP headers (`iothub-app-<name>`), so names must be HTTP tokens and
-   * arrive lower-cased; values are percent-encoded on the way.
-   */
+  /** Application properties (AMQP application properties: names arrive as written, case kept). */
   properties?: Record<string, string>;
-  /** Absolute expiry; the hub's default is one hour from now. */
+  /** Absolute expiry; the hub's default (one hour) when absent. */
   expiryTimeUtc?: Date | string | number;
+  /** The AMQP `user_id` (UTF-8). */
   userId?: string;
 }
 
@@ -38,13 +46,17 @@ export interface SendOptions extends CallOptions {
   ack?: CloudToDeviceAck;
 }
 
-/** The hub's answer to a send. */
+/**
+ * What a send tells: the hub accepted (queued) the message. An AMQP `accepted` outcome carries nothing else, so
+ * there is no queue sequence number (the HTTPS extension the SDK used before 0.2 returned one).
+ */
 export interface SendResult {
+  /** The message id: the caller's, or the UUID the SDK made. */
   messageId: string;
-  /** Position in the device's queue. */
-  sequenceNumber: number;
+  /** When the hub accepted the message, by this machine's clock. */
   enqueuedTimeUtc: Date;
-  expiryTimeUtc: Date;
+  /** The expiry sent with the message; undefined when the hub's default TTL applies. */
+  expiryTimeUtc: Date | undefined;
 }
 
 /** Azure's feedback record: what happened to a message sent with `ack`. */
@@ -60,9 +72,11 @@ export interface FeedbackRecord {
 
 /** Options of `feedback`. */
 export interface FeedbackOptions extends CallOptions {
-  /** First wait after an empty poll, doubling up to `maxPollIntervalMs`. Default 250. */
+  /**
+   * @deprecated Ignored since 0.2: feedback arrives on an AMQP link as the hub produces it, nothing is polled.
+   */
   pollIntervalMs?: number;
-  /** Longest wait between polls while none waits. Default 5000. */
+  /** @deprecated Ignored since 0.2 (see `pollIntervalMs`). */
   maxPollIntervalMs?: number;
 }
 
@@ -73,138 +87,154 @@ export interface PurgeResult {
   moduleId: string | null;
 }
 
-const tokenPattern = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const devicebound = '/messages/devicebound';
+const feedbackAddress = '/messages/serviceBound/feedback';
+const acks: readonly string[] = ['none', 'positive', 'negative', 'full'];
+// Reattaching the feedback link after it dropped: doubling from 100 ms to 5 s; give up after 8 failures in a row.
+const minBackoffMs = 100;
+const maxBackoffMs = 5000;
+const maxFailedAttempts = 8;
 
 /** Cloud-to-device messaging. */
 export class CloudToDevice {
   /** @internal */
-  constructor(private readonly http: HttpClient) {}
+  constructor(
+    private readonly http: HttpClient,
+    private readonly amqp: AmqpClient,
+  ) {}
 
   /**
-   * Queues a message for a device.
+   * Queues a message for a device: resolves once the hub accepted it.
    * @throws HubError DeviceNotFound (404001); DeviceMaximumQueueDepthExceeded (403004) with 50 queued;
-   * MessageTooLarge (413001) over 64 KB; ArgumentError for a bad property name, ack or expiry.
+   * MessageTooLarge (413001) over 64 KB; ThrottledError; AuthenticationError (a policy without ServiceConnect);
+   * ArgumentError for a bad id, property, ack or expiry; ConnectionError when the hub cannot be reached over AMQP;
+   * AbortError.
    */
   async send(deviceId: string, message: CloudToDeviceMessage, options: SendOptions = {}): Promise<SendResult> {
+    const to = `/devices/${segment(deviceId)}/messages/devicebound`;
     if (typeof message !== 'object' || message === null || !('body' in message)) {
       throw new ArgumentError('message must be an object with a body', { field: 'message' });
     }
     const { body, json } = encodeBody(message.body);
-    const headers: Record<string, string> = {};
-    const set = (name: string, value: string | undefined) => {
-      if (value !== undefined) headers[name] = value;
-    };
-    set('iothub-messageid', message.messageId);
-    set('iothub-correlationid', message.correlationId);
-    set('iothub-userid', message.userId);
-    set('iothub-contenttype', message.contentType ?? (json ? 'application/json' : undefined));
-    set('iothub-contentencoding', message.contentEncoding ?? (json ? 'utf-8' : undefined));
-    if (options.ack !== undefined) {
-      if (!['none', 'positive', 'negative', 'full'].includes(options.ack)) {
-        throw new ArgumentError(`ack must be none, positive, negative or full, not '${options.ack}'`, { field: 'ack' });
-      }
-      headers['iothub-ack'] = options.ack;
-    }
-    if (message.expiryTimeUtc !== undefined) {
-      const expiry = new Date(message.expiryTimeUtc);
-      if (Number.isNaN(expiry.getTime())) {
-        throw new ArgumentError('expiryTimeUtc is not a valid time', { field: 'expiryTimeUtc' });
-      }
-      headers['iothub-expiry'] = expiry.toISOString();
-    }
+    const applicationProperties: Record<string, string> = {};
     for (const [name, value] of Object.entries(message.properties ?? {})) {
-      if (!tokenPattern.test(name)) {
-        throw new ArgumentError(`property name '${name}' is not an HTTP token`, { field: `properties.${name}` });
-      }
+      if (name === '') throw new ArgumentError('a property name must not be empty', { field: 'properties' });
       if (typeof value !== 'string') {
         throw new ArgumentError(`property '${name}' must be a string`, { field: `properties.${name}` });
       }
-      headers[`iothub-app-${name.toLowerCase()}`] = encodeURIComponent(value);
+      applicationProperties[name] = value;
     }
-    const { value } = await this.http.json<{
-      messageId: string;
-      sequenceNumber: number;
-      enqueuedTimeUtc: string;
-      expiryTimeUtc: string;
-    }>({
-      method: 'POST',
-      path: `/fieldhub/devices/${segment(deviceId)}/messages/devicebound`,
-      azure: false,
-      headers,
-      body,
-      signal: options.signal,
-    });
-    return {
-      messageId: value.messageId,
-      sequenceNumber: value.sequenceNumber,
-      enqueuedTimeUtc: new Date(value.enqueuedTimeUtc),
-      expiryTimeUtc: new Date(value.expiryTimeUtc),
+    if (options.ack !== undefined) {
+      if (!acks.includes(options.ack)) {
+        throw new ArgumentError(`ack must be none, positive, negative or full, not '${options.ack}'`, { field: 'ack' });
+      }
+      applicationProperties['iothub-ack'] = options.ack;
+    }
+    let expiry: Date | undefined;
+    if (message.expiryTimeUtc !== undefined) {
+      expiry = new Date(message.expiryTimeUtc);
+      if (Number.isNaN(expiry.getTime())) {
+        throw new ArgumentError('expiryTimeUtc is not a valid time', { field: 'expiryTimeUtc' });
+      }
+    }
+    const messageId = message.messageId ?? randomUUID();
+    if (typeof messageId !== 'string' || messageId === '') {
+      throw new ArgumentError('messageId must be a non-empty string', { field: 'messageId' });
+    }
+    const contentType = message.contentType ?? (json ? 'application/json' : undefined);
+    const contentEncoding = message.contentEncoding ?? (json ? 'utf-8' : undefined);
+    const amqpMessage: Message = {
+      to,
+      message_id: messageIdValue(messageId),
+      body: dataSection(body),
+      application_properties: applicationProperties,
     };
+    if (message.correlationId !== undefined) amqpMessage.correlation_id = messageIdValue(message.correlationId);
+    if (contentType !== undefined) amqpMessage.content_type = contentType;
+    if (contentEncoding !== undefined) amqpMessage.content_encoding = contentEncoding;
+    if (expiry !== undefined) amqpMessage.absolute_expiry_time = expiry;
+    if (message.userId !== undefined) amqpMessage.user_id = Buffer.from(message.userId, 'utf8') as unknown as string;
+
+    const sender = await this.amqp.hub.sender(devicebound, options.signal);
+    const limit = sender.maxMessageSize;
+    if (limit > 0 && body.byteLength > limit) {
+      throw HubError.fromCode('MessageTooLarge', `The message body exceeds the link's limit of ${limit} bytes`);
+    }
+    await sendWithCredit(sender, amqpMessage, options.signal, this.amqp.settings, {
+      notFound: 'DeviceNotFound',
+      resourceLimit: 'DeviceMaximumQueueDepthExceeded',
+    });
+    return { messageId, enqueuedTimeUtc: new Date(), expiryTimeUtc: expiry };
   }
 
   /**
-   * Reads feedback records as they come, until the signal aborts (the iterator then throws AbortError) or the
-   * client closes (it then ends).
+   * Reads feedback records as the hub produces them, until the signal aborts (the iterator then throws AbortError)
+   * or the client closes (it then ends).
    *
-   * At-least-once: records arrive in batches under a lock; a batch is completed (removed from the hub) only when
-   * the consumer asks for the record after the batch's last one, i.e. after it processed them all. If iteration
-   * stops midway (break, throw, abort), the batch is abandoned and the hub delivers it again, so a record may be
-   * seen twice: make handling idempotent (by `originalMessageId` + `statusCode`). While none waits, the hub is polled
-   * with a backoff from `pollIntervalMs` to `maxPollIntervalMs`.
-   * @throws HubError from the hub (e.g. AuthenticationError); AbortError when the signal aborts.
+   * At-least-once: each AMQP message is one batch of records; it is accepted (completed) only when the consumer
+   * asks for the record after the batch's last one, i.e. after it processed them all. If iteration stops midway
+   * (break, throw, abort), the batch is released (abandoned) and the hub delivers it again, so a record may be seen
+   * twice: make handling idempotent (by `originalMessageId` + `statusCode`). A batch that is not a JSON array of
+   * records is rejected (dead-lettered) and skipped. When the link drops, it is reattached with a backoff.
+   * @throws HubError from the hub (e.g. AuthenticationError); ConnectionError after 8 failed reattaches in a row;
+   * AbortError when the signal aborts.
    */
   async *feedback(options: FeedbackOptions = {}): AsyncGenerator<FeedbackRecord, void, undefined> {
-    const minWait = options.pollIntervalMs ?? 250;
-    const maxWait = Math.max(options.maxPollIntervalMs ?? 5000, minWait);
-    const signal = options.signal;
-    const waitSignal = signal ? AbortSignal.any([signal, this.http.closedSignal]) : this.http.closedSignal;
-    let wait = minWait;
-    while (!this.http.closed) {
-      let response: Awaited<ReturnType<HttpClient['json']>>;
+    const { signal } = options;
+    const closed = this.amqp.settings.closedSignal;
+    const stop = signal ? AbortSignal.any([signal, closed]) : closed;
+    let failures = 0;
+    let backoff = minBackoffMs;
+    while (!closed.aborted) {
+      let queue: ReceiverQueue;
       try {
-        response = await this.http.json<FeedbackRecord[] | undefined>({
-          method: 'GET',
-          path: '/messages/serviceBound/feedback',
-          signal,
-        });
+        queue = await this.amqp.hub.receiver({ source: { address: feedbackAddress } }, {}, signal);
       } catch (error) {
-        if (this.http.closed && !signal?.aborted) return;
-        throw error;
-      }
-      const records = response.value as FeedbackRecord[] | undefined;
-      const lockToken = etagOf(response.headers.etag);
-      if (response.status === 204 || !Array.isArray(records) || records.length === 0 || lockToken === undefined) {
-        try {
-          await sleep(wait, waitSignal);
-        } catch (error) {
-          if (this.http.closed && !signal?.aborted) return;
-          throw error;
-        }
-        wait = Math.min(wait * 2, maxWait);
+        if (closed.aborted && !signal?.aborted) return;
+        if (!retryable(error) || ++failures >= maxFailedAttempts) throw error;
+        await this.backoff(backoff, stop, signal);
+        backoff = Math.min(backoff * 2, maxBackoffMs);
         continue;
       }
-      wait = minWait;
-      let settled = false;
       try {
-        yield* records;
-        // The consumer asked for more after the last record: it handled the whole batch.
-        await this.http.request({
-          method: 'DELETE',
-          path: `/messages/serviceBound/feedback/${encodeURIComponent(lockToken)}`,
-          signal,
-        });
-        settled = true;
-      } finally {
-        if (!settled) {
-          // Stopped midway (or the completion failed): hand the batch back for redelivery; best effort.
-          await this.http
-            .request({
-              method: 'POST',
-              path: `/messages/serviceBound/feedback/${encodeURIComponent(lockToken)}/abandon`,
-            })
-            .catch(() => undefined);
+        for (;;) {
+          // One batch at a time: the next is granted only once this one is settled.
+          if (queue.receiver.credit === 0 && queue.buffered === 0) queue.receiver.addCredit(1);
+          let context: Awaited<ReturnType<ReceiverQueue['next']>>;
+          try {
+            context = await queue.next(stop);
+          } catch (error) {
+            if (closed.aborted && !signal?.aborted) return;
+            if (signal?.aborted) throw new AbortError(undefined, { cause: signal.reason });
+            if (!retryable(error) || ++failures >= maxFailedAttempts) throw error;
+            break;
+          }
+          failures = 0;
+          backoff = minBackoffMs;
+          const records = parseFeedback(context.message?.body);
+          if (records === undefined) {
+            context.delivery?.reject({
+              condition: 'amqp:decode-error',
+              description: 'A feedback message must be a JSON array of records',
+            });
+            continue;
+          }
+          let settled = false;
+          try {
+            yield* records;
+            // The consumer asked for more after the last record: it handled the whole batch.
+            context.delivery?.accept();
+            settled = true;
+          } finally {
+            // Stopped midway: hand the batch back for redelivery.
+            if (!settled) context.delivery?.release();
+          }
         }
+      } finally {
+        await queue.close();
       }
+      await this.backoff(backoff, stop, signal);
+      backoff = Math.min(backoff * 2, maxBackoffMs);
     }
   }
 
@@ -220,12 +250,33 @@ export class CloudToDevice {
     });
     return value;
   }
+
+  private async backoff(ms: number, stop: AbortSignal, signal: AbortSignal | undefined): Promise<void> {
+    try {
+      await sleep(ms, stop);
+    } catch (error) {
+      if (signal?.aborted) throw error;
+      // The client closed: the loop sees it and ends.
+    }
+  }
 }
 
-function etagOf(value: string | string[] | undefined): string | undefined {
-  const text = Array.isArray(value) ? value[0] : value;
-  if (text === undefined || text === '') return undefined;
-  return text.replace(/^W\//, '').replace(/^"(.*)"$/, '$1');
+function retryable(error: unknown): boolean {
+  return HubError.is(error) && error.isRetryable && !(error instanceof AbortError);
+}
+
+const decoder = new TextDecoder('utf-8');
+
+/** The records of one feedback message (a JSON array), or undefined when it is not one. */
+export function parseFeedback(body: unknown): FeedbackRecord[] | undefined {
+  let value: unknown;
+  try {
+    value = JSON.parse(decoder.decode(bodyBytes(body)));
+  } catch {
+    return undefined;
+  }
+  if (!Array.isArray(value)) return undefined;
+  return value.filter((record): record is FeedbackRecord => typeof record === 'object' && record !== null);
 }
 
 const encoder = new TextEncoder();

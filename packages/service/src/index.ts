@@ -3,9 +3,11 @@
  * modules, bulk, statistics), twins, queries, direct methods, cloud-to-device messages with feedback, and reading
  * telemetry from the built-in endpoint.
  *
- * It speaks the hub's REST API (Azure's routes with `api-version=2021-04-12`) and, for sending cloud-to-device
- * messages and reading telemetry, Fieldhub's REST extensions (docs/rest-extensions.md) until the AMQP head exists.
- * Depends on @fieldhub/protocol, @fieldhub/auth and undici; never on the device SDK or the hub (ARCHITECTURE.md).
+ * It speaks the hub's REST API (Azure's routes with `api-version=2021-04-12`, on undici) and, for cloud-to-device
+ * send, feedback and reading telemetry, AMQP as Azure's own service clients do (on rhea-promise): `/messages/devicebound`,
+ * `/messages/serviceBound/feedback`, and the built-in endpoint as Event Hubs speaks it; so all of it works against
+ * Azure IoT Hub too. Depends on @fieldhub/protocol, @fieldhub/auth, undici and rhea-promise; never on the device SDK
+ * or the hub (ARCHITECTURE.md).
  * Errors are the HubError family of @fieldhub/protocol.
  *
  * @example

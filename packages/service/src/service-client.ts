@@ -2,10 +2,11 @@
  * `createServiceClient(options)`: the one entry point of the service SDK.
  */
 import { ArgumentError, parseServiceConnectionString } from '@fieldhub/protocol';
+import { AmqpClient } from './amqp-client';
 import { CloudToDevice } from './cloud-to-device';
 import { Devices } from './devices';
 import { DirectMethods } from './direct-methods';
-import { HttpClient } from './http-client';
+import { HttpClient, splitHost } from './http-client';
 import { type QueryOptions, QueryResult } from './query';
 import { Telemetry } from './telemetry';
 import { Twins } from './twins';
@@ -22,9 +23,19 @@ export interface ServiceClientOptions {
    * whose certificate a public CA (or `NODE_EXTRA_CA_CERTS`) vouches for.
    */
   ca?: string | Buffer | readonly (string | Buffer)[];
-  /** The HTTPS port. Default: the port in `HostName`, else 443 (Azure's). */
+  /** The HTTPS port (REST, and AMQP over WebSockets). Default: the port in `HostName`, else 443 (Azure's). */
   port?: number;
-  /** Lifetime of the SAS tokens the client signs. Default 3600; renewed before expiry. */
+  /**
+   * The AMQP-over-TLS port (cloud-to-device send, feedback, reading telemetry). Default 5671 (Azure's). A Fieldhub
+   * hub writes it to `hub.json` as `ports.amqp`.
+   */
+  amqpPort?: number;
+  /**
+   * Speak AMQP over WebSockets on the HTTPS port (`wss://{host}:{port}/$iothub/websocket`) instead of TLS on
+   * `amqpPort`: for networks that only let 443 out. Default false.
+   */
+  webSockets?: boolean;
+  /** Lifetime of the SAS tokens the client signs (HTTPS headers, CBS put-token). Default 3600; renewed before expiry. */
   tokenTtlSeconds?: number;
   /** How long a call waits for the hub's answer (and between body chunks). Default 60000. */
   timeoutMs?: number;
@@ -59,7 +70,8 @@ export interface ServiceClient extends AsyncDisposable {
 
 /**
  * Creates a service client. Synchronous: it only parses the connection string and prepares a connection pool;
- * connections open on the first call.
+ * connections open on the first call: HTTPS for the registry, twins, query, direct methods and purge; one AMQP
+ * connection (TLS on `amqpPort`, or WebSockets on `port`) for cloud-to-device send, feedback and telemetry.
  *
  * @example
  * ```ts
@@ -77,9 +89,17 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
     throw new ArgumentError('connectionString is required', { field: 'connectionString' });
   }
   const connectionString = parseServiceConnectionString(options.connectionString);
-  const { port, tokenTtlSeconds = 3600, timeoutMs = 60_000 } = options;
-  if (port !== undefined && (!Number.isInteger(port) || port < 1 || port > 65535)) {
-    throw new ArgumentError('port must be an integer from 1 to 65535', { field: 'port' });
+  const { port, amqpPort = 5671, webSockets = false, tokenTtlSeconds = 3600, timeoutMs = 60_000 } = options;
+  for (const [field, value] of [
+    ['port', port],
+    ['amqpPort', amqpPort],
+  ] as const) {
+    if (value !== undefined && (!Number.isInteger(value) || value < 1 || value > 65535)) {
+      throw new ArgumentError(`${field} must be an integer from 1 to 65535`, { field });
+    }
+  }
+  if (typeof webSockets !== 'boolean') {
+    throw new ArgumentError('webSockets must be true or false', { field: 'webSockets' });
   }
   if (!Number.isInteger(tokenTtlSeconds) || tokenTtlSeconds < 60) {
     throw new ArgumentError('tokenTtlSeconds must be an integer of at least 60', { field: 'tokenTtlSeconds' });
@@ -88,9 +108,19 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
     throw new ArgumentError('timeoutMs must be a positive number', { field: 'timeoutMs' });
   }
   const http = new HttpClient({ connectionString, ca: options.ca, port, tokenTtlSeconds, timeoutMs });
+  const amqp = new AmqpClient({
+    connectionString,
+    ca: options.ca,
+    amqpPort,
+    httpsPort: port ?? splitHost(connectionString.hostName).port ?? 443,
+    webSockets,
+    tokenTtlSeconds,
+    timeoutMs,
+    closedSignal: http.closedSignal,
+  });
   let closing: Promise<void> | undefined;
   const close = () => {
-    closing ??= http.close();
+    closing ??= Promise.all([http.close(), amqp.close()]).then(() => undefined);
     return closing;
   };
   return {
@@ -98,8 +128,8 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
     devices: new Devices(http),
     twins: new Twins(http),
     directMethods: new DirectMethods(http),
-    cloudToDevice: new CloudToDevice(http),
-    telemetry: new Telemetry(http),
+    cloudToDevice: new CloudToDevice(http, amqp),
+    telemetry: new Telemetry(amqp),
     query: <T = Record<string, unknown>>(text: string, queryOptions: QueryOptions = {}) =>
       new QueryResult<T>(http, text, queryOptions),
     close,
