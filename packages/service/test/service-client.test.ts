@@ -40,11 +40,13 @@ describe('@fieldhub/service against a real hub', () => {
   let connectionString: string;
 
   const withPort = (cs: string) => cs.replace(/HostName=([^;]+)/, `HostName=$1:${testHub.info.ports.https}`);
+  /** The AMQP port from hub.json, as a tool passes it. */
+  const amqpPort = () => testHub.info.ports.amqp ?? undefined;
 
   beforeAll(async () => {
     testHub = await startTestHub();
     connectionString = withPort(testHub.info.serviceConnectionString);
-    service = createServiceClient({ connectionString, ca: testHub.ca });
+    service = createServiceClient({ connectionString, ca: testHub.ca, amqpPort: amqpPort() });
   });
   afterAll(async () => {
     await service?.close();
@@ -53,7 +55,7 @@ describe('@fieldhub/service against a real hub', () => {
 
   describe('client', () => {
     it('is created synchronously and closes idempotently, also through await using', async () => {
-      const client = createServiceClient({ connectionString, ca: testHub.ca });
+      const client = createServiceClient({ connectionString, ca: testHub.ca, amqpPort: amqpPort() });
       expect(client.hostName).toBe(`localhost:${testHub.info.ports.https}`);
       expect((await client.devices.statistics()).totalDeviceCount).toBeGreaterThanOrEqual(0);
       await client.close();
@@ -451,61 +453,125 @@ describe('@fieldhub/service against a real hub', () => {
   describe('cloudToDevice', () => {
     beforeAll(async () => {
       await service.devices.create('c2d-1');
+      await service.devices.create('c2d/2');
     });
 
-    it('queues a message with its fields and properties', async () => {
+    it('queues a message with its fields and properties over AMQP', async () => {
+      const before = Date.now();
       const result = await service.cloudToDevice.send(
         'c2d-1',
         {
           body: { hello: 'world' },
           messageId: 'm-1',
           correlationId: 'c-1',
-          userId: 'ops',
           properties: { Priority: 'high', note: 'a;b=c ü' },
         },
         { ack: 'full' },
       );
-      expect(result).toMatchObject({ messageId: 'm-1', sequenceNumber: expect.any(Number) });
-      expect(result.enqueuedTimeUtc).toBeInstanceOf(Date);
-      expect(result.expiryTimeUtc.getTime()).toBeGreaterThan(result.enqueuedTimeUtc.getTime());
+      expect(result).toMatchObject({ messageId: 'm-1', expiryTimeUtc: undefined });
+      expect(result.enqueuedTimeUtc.getTime()).toBeGreaterThanOrEqual(before);
       expect(await testHub.hub.core.cloudToDevice.count('c2d-1')).toBe(1);
 
       const delivery = await testHub.hub.core.cloudToDevice.receive('c2d-1');
       expect(delivery?.message).toMatchObject({
         messageId: 'm-1',
         correlationId: 'c-1',
-        userId: 'ops',
         contentType: 'application/json',
         contentEncoding: 'utf-8',
         ack: 'full',
-        properties: { priority: 'high', note: 'a;b=c ü' },
       });
+      // AMQP application properties keep their names as written (HTTP headers lower-cased them).
+      expect(delivery?.message.properties).toMatchObject({ Priority: 'high', note: 'a;b=c ü' });
       expect(Buffer.from(delivery?.message.body ?? []).toString()).toBe('{"hello":"world"}');
       await testHub.hub.core.cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
     });
 
-    it('sends bytes and strings as they are, with an expiry', async () => {
+    it('sends bytes and strings as they are, with an expiry, UUID ids and an encoded device id', async () => {
       const expiry = new Date(Date.now() + 60_000);
-      await service.cloudToDevice.send('c2d-1', { body: new Uint8Array([0, 1, 255]), expiryTimeUtc: expiry });
+      const sent = await service.cloudToDevice.send('c2d-1', {
+        body: new Uint8Array([0, 1, 255]),
+        expiryTimeUtc: expiry,
+      });
+      expect(sent.messageId).toMatch(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      expect(sent.expiryTimeUtc?.getTime()).toBe(expiry.getTime());
       await service.cloudToDevice.send('c2d-1', { body: 'plain', contentType: 'text/plain' });
       const first = await testHub.hub.core.cloudToDevice.receive('c2d-1');
       expect([...(first?.message.body ?? [])]).toEqual([0, 1, 255]);
       expect(first?.message.expiryTimeUtc).toBe(expiry.getTime());
       expect(first?.message.contentType).toBeUndefined();
+      // The generated id travelled as an AMQP uuid and comes back in its canonical form.
+      expect(first?.message.messageId).toBe(sent.messageId);
       await testHub.hub.core.cloudToDevice.complete('c2d-1', first?.lockToken ?? '');
       const second = await testHub.hub.core.cloudToDevice.receive('c2d-1');
       expect(Buffer.from(second?.message.body ?? []).toString()).toBe('plain');
       expect(second?.message.contentType).toBe('text/plain');
       await testHub.hub.core.cloudToDevice.complete('c2d-1', second?.lockToken ?? '');
+
+      await service.cloudToDevice.send('c2d/2', { body: 'slash' });
+      const slashed = await testHub.hub.core.cloudToDevice.receive('c2d/2');
+      expect(Buffer.from(slashed?.message.body ?? []).toString()).toBe('slash');
+      await testHub.hub.core.cloudToDevice.complete('c2d/2', slashed?.lockToken ?? '');
     });
 
-    it('maps hub refusals: unknown device 404001, bad arguments', async () => {
-      expect((await failure(service.cloudToDevice.send('nobody', { body: 'x' }))).code).toBe('DeviceNotFound');
+    it('maps hub refusals to typed errors: unknown device, full queue, too large, bad arguments', async () => {
+      const unknown = await failure(service.cloudToDevice.send('nobody', { body: 'x' }));
+      expect(unknown).toMatchObject({ code: 'DeviceNotFound', hubCode: 404001 });
+      await expect(service.cloudToDevice.send('c2d-1', { body: 'x', properties: { '': 'v' } })).rejects.toBeInstanceOf(
+        ArgumentError,
+      );
       await expect(
-        service.cloudToDevice.send('c2d-1', { body: 'x', properties: { 'bad name': 'v' } }),
+        service.cloudToDevice.send('c2d-1', { body: 'x' }, { ack: 'sometimes' as 'full' }),
       ).rejects.toBeInstanceOf(ArgumentError);
       const tooLarge = await failure(service.cloudToDevice.send('c2d-1', { body: new Uint8Array(70 * 1024) }));
       expect(tooLarge.code).toBe('MessageTooLarge');
+
+      await service.devices.create('c2d-full');
+      for (let index = 0; index < 50; index++) await service.cloudToDevice.send('c2d-full', { body: `m${index}` });
+      const full = await failure(service.cloudToDevice.send('c2d-full', { body: 'one too many' }));
+      expect(full).toMatchObject({ code: 'DeviceMaximumQueueDepthExceeded', hubCode: 403004 });
+      // The link survives refusals: the next send on it works.
+      await service.cloudToDevice.purge('c2d-full');
+      await service.cloudToDevice.send('c2d-full', { body: 'fits again' });
+      await service.devices.delete('c2d-full');
+    });
+
+    it('refuses a policy without ServiceConnect with an AuthenticationError', async () => {
+      const registryRead = withPort(await testHub.hub.core.policies.connectionString('registryRead'));
+      await using client = createServiceClient({ connectionString: registryRead, ca: testHub.ca, amqpPort: amqpPort() });
+      expect(await failure(client.cloudToDevice.send('c2d-1', { body: 'x' }))).toBeInstanceOf(AuthenticationError);
+    });
+
+    it('sends with a ready-made SharedAccessSignature connection string', async () => {
+      const token = await testHub.serviceToken('iothubowner');
+      await using client = createServiceClient({
+        connectionString: `HostName=localhost:${testHub.info.ports.https};SharedAccessSignature=${token}`,
+        ca: testHub.ca,
+        amqpPort: amqpPort(),
+      });
+      await client.cloudToDevice.send('c2d-1', { body: 'by token', messageId: 'sas-1' });
+      const delivery = await testHub.hub.core.cloudToDevice.receive('c2d-1');
+      expect(delivery?.message.messageId).toBe('sas-1');
+      await testHub.hub.core.cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
+    });
+
+    it('sends over AMQP over WebSockets on the HTTPS port', async () => {
+      await using client = createServiceClient({ connectionString, ca: testHub.ca, webSockets: true });
+      await client.cloudToDevice.send('c2d-1', { body: 'over ws', messageId: 'ws-1' });
+      const delivery = await testHub.hub.core.cloudToDevice.receive('c2d-1');
+      expect(delivery?.message.messageId).toBe('ws-1');
+      await testHub.hub.core.cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
+    });
+
+    it('maps an unreachable AMQP port to a retryable ConnectionError', async () => {
+      await using client = createServiceClient({ connectionString, ca: testHub.ca, amqpPort: 1 });
+      const error = await failure(client.cloudToDevice.send('c2d-1', { body: 'x' }));
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect(error.isRetryable).toBe(true);
+    });
+
+    it('aborts a send whose signal is aborted', async () => {
+      const error = await failure(service.cloudToDevice.send('c2d-1', { body: 'x' }, { signal: AbortSignal.abort() }));
+      expect(error).toBeInstanceOf(AbortError);
     });
 
     it('purges a device queue', async () => {
@@ -526,34 +592,33 @@ describe('@fieldhub/service against a real hub', () => {
       const delivery = await cloudToDevice.receive('c2d-1');
       await cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
 
-      // Stops after the record, before asking for more: the batch is abandoned and comes again.
-      const [first] = await take(service.cloudToDevice.feedback({ pollIntervalMs: 20 }), 1);
+      // Stops after the record, before asking for more: the batch is released and comes again.
+      const [first] = await take(service.cloudToDevice.feedback(), 1);
       expect(first).toMatchObject({ originalMessageId: 'fb-1', deviceId: 'c2d-1', statusCode: 'Success' });
 
       const controller = new AbortController();
-      const iterator = service.cloudToDevice.feedback({ signal: controller.signal, pollIntervalMs: 20 });
+      const iterator = service.cloudToDevice.feedback({ signal: controller.signal });
       const again = await iterator.next();
       expect(again.value).toMatchObject({ originalMessageId: 'fb-1' });
-      // Asking for the next record completes the batch; nothing else waits, so it polls until aborted.
+      // Asking for the next record accepts the batch; nothing else waits, so it waits until aborted.
       const next = iterator.next();
-      setTimeout(() => controller.abort(), 300);
+      await expect.poll(async () => (await cloudToDevice.depths()).feedback).toBe(0);
+      controller.abort();
       await expect(next).rejects.toBeInstanceOf(AbortError);
-      expect((await cloudToDevice.depths()).feedback).toBe(0);
       expect(await cloudToDevice.receiveFeedback()).toBeUndefined();
     });
 
     it('ends a feedback iterator quietly when the client closes', async () => {
-      const client = createServiceClient({ connectionString, ca: testHub.ca });
-      const reading = take(client.cloudToDevice.feedback({ pollIntervalMs: 50 }), 1);
+      const client = createServiceClient({ connectionString, ca: testHub.ca, amqpPort: amqpPort() });
+      const reading = take(client.cloudToDevice.feedback(), 1);
       await new Promise((resolve) => setTimeout(resolve, 150));
       await client.close();
       expect(await reading).toEqual([]);
     });
 
-    it('waits for feedback that arrives later (polling with backoff)', async () => {
+    it('receives feedback that arrives later, for a rejected message', async () => {
       const { cloudToDevice } = testHub.hub.core;
-      const reading = take(service.cloudToDevice.feedback({ pollIntervalMs: 20, maxPollIntervalMs: 100 }), 1);
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      const reading = take(service.cloudToDevice.feedback(), 1);
       await service.cloudToDevice.send('c2d-1', { body: 'late', messageId: 'fb-2' }, { ack: 'negative' });
       const delivery = await cloudToDevice.receive('c2d-1');
       await cloudToDevice.reject('c2d-1', delivery?.lockToken ?? '');
@@ -570,6 +635,9 @@ describe('@fieldhub/service against a real hub', () => {
         ...(typeof body === 'string' ? { contentType: 'text/plain' } : {}),
         ...extra,
       });
+    /** Waits until the hub has a reader open on every partition (a `latest` reader starts there). */
+    const readersOpen = (count: number) =>
+      expect.poll(() => testHub.hub.core.telemetry.openReaders, { timeout: 10_000 }).toBeGreaterThanOrEqual(count);
 
     it('reads from earliest with every field, and ends once caught up when live is false', async () => {
       await append('tel-1', '{"t":21}', {
@@ -597,13 +665,27 @@ describe('@fieldhub/service against a real hub', () => {
         bodyText: '{"t":21}',
         sequenceNumber: expect.any(Number),
         partition: expect.any(Number),
+        offset: expect.any(String),
       });
       expect(json?.systemProperties['iothub-connection-device-id']).toBe('tel-1');
+      expect(json?.systemProperties['x-opt-sequence-number']).toBe(json?.sequenceNumber);
       expect(json?.enqueuedTime).toBeInstanceOf(Date);
       expect(new TextDecoder().decode(json?.body)).toBe('{"t":21}');
       expect(binary?.bodyText).toBeUndefined();
       expect([...(binary?.body ?? [])]).toEqual([0xff, 0x00, 0x10]);
       expect(binary?.sequenceNumber).toBeGreaterThan(json?.sequenceNumber ?? Number.POSITIVE_INFINITY);
+    });
+
+    it('reads every partition: events of many devices all arrive', async () => {
+      const devices = Array.from({ length: 12 }, (_, index) => `spread-${index}`);
+      const appended = await Promise.all(devices.map((deviceId) => append(deviceId, deviceId)));
+      const partitions = new Set(appended.map((event) => event.partition));
+      expect(partitions.size).toBeGreaterThan(1);
+      const seen = new Set<string>();
+      for await (const event of service.telemetry.read({ from: 'earliest', live: false })) {
+        if (event.deviceId?.startsWith('spread-')) seen.add(event.deviceId);
+      }
+      expect([...seen].sort()).toEqual([...devices].sort());
     });
 
     it('reads after a sequence number in one partition, and after an enqueued time', async () => {
@@ -630,13 +712,12 @@ describe('@fieldhub/service against a real hub', () => {
       expect(byTime).toEqual([second.sequenceNumber]);
     });
 
-    it('tails live events from latest and stops on abort, releasing the hub reader', async () => {
+    it('tails live events from latest and stops on abort, releasing the hub readers', async () => {
       await append('tel-3', 'old');
       const controller = new AbortController();
       const iterator = service.telemetry.read({ signal: controller.signal, consumerGroup: '$Default' });
       const next = iterator.next();
-      // Let the stream open before appending (latest means "from when the reader opened").
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      await readersOpen(testHub.hub.core.telemetry.partitionCount);
       await append('tel-3', 'new');
       const result = await next;
       expect(result.value).toMatchObject({ deviceId: 'tel-3', bodyText: 'new' });
@@ -646,23 +727,38 @@ describe('@fieldhub/service against a real hub', () => {
       await expect.poll(() => testHub.hub.core.telemetry.openReaders).toBe(0);
     });
 
-    it('releases the hub reader when the consumer breaks out', async () => {
+    it('releases the hub readers when the consumer breaks out', async () => {
       await append('tel-4', 'x');
       await take(service.telemetry.read({ from: 'earliest' }), 1);
       await expect.poll(() => testHub.hub.core.telemetry.openReaders).toBe(0);
     });
 
-    it('reads through a named consumer group and refuses an unknown one', async () => {
+    it('reads through a named consumer group and refuses an unknown one and an unknown partition', async () => {
       await testHub.hub.core.telemetry.createConsumerGroup('analytics');
       const events = await take(service.telemetry.read({ consumerGroup: 'analytics', from: 'earliest' }), 1);
       expect(events).toHaveLength(1);
       const error = await failure(take(service.telemetry.read({ consumerGroup: 'nope' }), 1));
       expect(error.code).toBe('ResourceNotFound');
+      const partition = await failure(take(service.telemetry.read({ partition: 999 }), 1));
+      expect(partition.isRetryable).toBe(false);
       await expect(take(service.telemetry.read({ partition: -1 }), 1)).rejects.toBeInstanceOf(ArgumentError);
     });
 
+    it('reads over AMQP over WebSockets', async () => {
+      const appended = await append('tel-ws', 'over ws');
+      await using client = createServiceClient({ connectionString, ca: testHub.ca, webSockets: true });
+      const [event] = await take(
+        client.telemetry.read({
+          from: { sequenceNumber: appended.sequenceNumber - 1 },
+          partition: appended.partition,
+        }),
+        1,
+      );
+      expect(event).toMatchObject({ deviceId: 'tel-ws', bodyText: 'over ws' });
+    });
+
     it('ends a live read quietly when the client closes', async () => {
-      const client = createServiceClient({ connectionString, ca: testHub.ca });
+      const client = createServiceClient({ connectionString, ca: testHub.ca, amqpPort: amqpPort() });
       const reading = (async () => {
         const seen = [];
         for await (const event of client.telemetry.read({ from: 'latest' })) seen.push(event);
@@ -688,12 +784,14 @@ describe('@fieldhub/service against a real hub', () => {
 
     it('reconnects after the hub restarts and resumes after the last event, per partition and across', async () => {
       const port = await freePort();
-      const restartable = await startTestHub({ ports: { https: port } });
+      const amqp = await freePort();
+      const restartable = await startTestHub({ ports: { https: port, amqp } });
       try {
         await using client = createServiceClient({
           connectionString: restartable.info.serviceConnectionString,
           ca: restartable.ca,
           port,
+          amqpPort: amqp,
         });
         const append = (body: string) =>
           restartable.hub.core.telemetry.append({
