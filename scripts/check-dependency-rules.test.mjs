@@ -87,6 +87,24 @@ describe('dependency-rule check', () => {
     expect(violations.some((v) => v.includes('transport-amqp') && v.includes('forbids'))).toBe(true);
   });
 
+  it('lets device depend on both transports, and on no other package outside its rule', () => {
+    const device = (dependencies) => ({
+      ...good,
+      'packages/device-core/package.json': manifest('@fieldhub/device-core', { '@fieldhub/protocol': '0.1.0' }),
+      'packages/transport-mqtt/package.json': manifest('@fieldhub/transport-mqtt', { mqtt: '^5' }),
+      'packages/transport-amqp/package.json': manifest('@fieldhub/transport-amqp', { 'rhea-promise': '^3' }),
+      'packages/device/package.json': manifest('@fieldhub/device', dependencies),
+      'packages/device/src/index.ts':
+        "export { mqtt } from '@fieldhub/transport-mqtt';\nexport { amqp } from '@fieldhub/transport-amqp';\n",
+    });
+    const transports = { '@fieldhub/transport-mqtt': '0.1.0', '@fieldhub/transport-amqp': '0.1.0' };
+    expect(checkDependencyRules(tree(device(transports)))).toEqual([]);
+    const violations = checkDependencyRules(tree(device({ ...transports, '@fieldhub/hub': '0.1.0' })));
+    expect(violations.some((v) => v.includes('device') && v.includes('@fieldhub/hub') && v.includes('forbids'))).toBe(
+      true,
+    );
+  });
+
   it('rejects a package no rule covers, and a dependency on a leaf', () => {
     const violations = checkDependencyRules(
       tree({

@@ -19,7 +19,10 @@ export type Pem = string | Uint8Array;
  * of `connectionString`, `credentialProvider`, `sasTokenProvider`.
  */
 export interface DeviceClientOptions extends Omit<CoreDeviceClientOptions, 'transport' | 'ca' | 'x509'> {
-  /** Default `mqtt()` (MQTT over TLS on 8883). `mqtt({ webSockets: true })` for port 443. */
+  /**
+   * Default `mqtt()` (MQTT over TLS on 8883); `mqtt({ webSockets: true })` for port 443. `amqp()` (AMQP over TLS
+   * on 5671) or `amqp({ webSockets: true })` (port 443) for AMQP.
+   */
   readonly transport?: TransportFactory;
   /** Extra trusted CA certificates for a hub with a private CA: PEM text or the contents of a `.pem` file. */
   readonly ca?: Pem | readonly Pem[];

@@ -1,12 +1,13 @@
 /**
  * @fieldhub/device: the Fieldhub / Azure IoT Hub device SDK for Node.js, the package applications install.
- * `createDeviceClient()` connects a device or module over MQTT by default (`@fieldhub/transport-mqtt`), signs SAS
- * tokens with node:crypto through `@fieldhub/auth`, and offers `fileQueue()`, a durable offline queue on disk.
+ * `createDeviceClient()` connects a device or module over MQTT by default (`@fieldhub/transport-mqtt`) or over AMQP
+ * (`amqp()`, `@fieldhub/transport-amqp`), signs SAS tokens with node:crypto through `@fieldhub/auth`, and offers
+ * `fileQueue()`, a durable offline queue on disk.
  * Everything else (the client, credential providers, errors, the Transport spec types) is `@fieldhub/device-core`'s,
  * re-exported here.
  *
- * Depends on device-core, transport-mqtt, auth and protocol only (ARCHITECTURE.md); nothing depends on it but
- * applications.
+ * Depends on device-core, transport-mqtt, transport-amqp, auth and protocol only (ARCHITECTURE.md); nothing depends
+ * on it but applications.
  *
  * @example
  * ```ts
@@ -20,6 +21,7 @@
  * @packageDocumentation
  */
 export * from '@fieldhub/device-core';
+export { type AmqpTransportOptions, amqp } from '@fieldhub/transport-amqp';
 export { type MqttTransportOptions, mqtt } from '@fieldhub/transport-mqtt';
 export { createDeviceClient, type DeviceClientOptions, type Pem } from './create-device-client';
 export { type FileQueueOptions, fileQueue } from './file-queue';

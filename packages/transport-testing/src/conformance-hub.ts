@@ -165,7 +165,7 @@ export async function startConformanceHub(): Promise<ConformanceHub> {
       await hub.stop();
     },
     async restart() {
-      const ports = { mqtt: info.ports.mqtt ?? 0, amqp: 0, https: info.ports.https };
+      const ports = { mqtt: info.ports.mqtt ?? 0, amqp: info.ports.amqp ?? 0, https: info.ports.https };
       hub = make(ports);
       try {
         info = await hub.start();
