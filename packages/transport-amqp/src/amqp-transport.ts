@@ -405,7 +405,7 @@ export class AmqpTransport implements Transport {
     const address = `${connection.path}/messages/events`;
     const amqpMessage = telemetryMessage(address, message);
     const link = await this.#telemetryLink(connection, options.signal);
-    await this.#operation<void>(options.signal, this.#operationTimeoutMs(), (_connection, settle) => {
+    await this.#within<void>(connection, options.signal, this.#operationTimeoutMs(), (_connection, settle) => {
       const withdraw = link.send(amqpMessage, (outcome) => {
         if (outcome.kind === 'accepted' || outcome.kind === 'settled') settle.resolve();
         else settle.reject(this.#outcomeError(outcome, 'telemetry'));
@@ -596,7 +596,7 @@ export class AmqpTransport implements Transport {
       throw new HubError('InvalidOperation', `no direct-method request ${requestId} waits for an answer here`);
     }
     connection.methodRequests.delete(requestId);
-    await this.#operation<void>(options.signal, this.#operationTimeoutMs(), (_connection, settle) => {
+    await this.#within<void>(connection, options.signal, this.#operationTimeoutMs(), (_connection, settle) => {
       const message: Message = {
         correlation_id: correlationId as NonNullable<Message['correlation_id']>,
         application_properties: { 'IoThub-status': types.wrap_int(status) },
