@@ -351,6 +351,10 @@ export class AmqpTransport implements Transport {
       clearTimeout(timer);
       options.signal?.removeEventListener('abort', onAbort);
     }
+    // Lost in the tick the last attach completed in: the loss was already settled as a failed attempt.
+    if (connection.state !== 'connecting') {
+      throw connection.lossError ?? new ConnectionError('the connection closed while connecting');
+    }
     connection.state = 'open';
   }
 
