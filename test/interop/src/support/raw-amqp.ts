@@ -99,12 +99,17 @@ export class AmqpDevicePeer {
       // Socket errors: `disconnected` follows.
     });
     this.disconnected = new Promise((resolve) => {
-      connection.once('disconnected', () => {
+      const gone = () => {
+        if (this.isDisconnected) return;
         this.isDisconnected = true;
         for (const waiter of this.cbsWaiters.values()) waiter({ statusCode: undefined, statusDescription: 'closed' });
         this.cbsWaiters.clear();
         resolve();
-      });
+      };
+      // rhea reports `disconnected` only for a connection that was not closed by both sides: the socket's own
+      // close covers a hub that closes politely (AMQP close, then the socket).
+      connection.once('disconnected', gone);
+      connection.get_tls_socket()?.once('close', gone);
     });
   }
 
