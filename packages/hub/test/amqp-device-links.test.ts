@@ -273,7 +273,19 @@ describe('AMQP device links', () => {
   beforeAll(async () => {
     testHub = await startTestHub();
     if (!testHub.info.ports.amqp) throw new Error('the test hub serves no AMQP port');
-    for (const deviceId of ['tele1', 'tele2', 'big1', 'c2d1', 'c2d2', 'twin1', 'meth1', 'multi1', 'multi2', 'evict1']) {
+    for (const deviceId of [
+      'tele1',
+      'tele2',
+      'big1',
+      'c2d1',
+      'c2d2',
+      'twin1',
+      'twin2',
+      'meth1',
+      'multi1',
+      'multi2',
+      'evict1',
+    ]) {
       await register(deviceId);
     }
     await register('state1');
@@ -509,6 +521,52 @@ describe('AMQP device links', () => {
 
     const unsubscribe = await request('DELETE', '/notifications/twin/properties/desired', ' ');
     expect(unsubscribe.message_annotations?.status).toBe(200);
+  });
+
+  it('sends twin responses pre-settled when asked and detaches a response link whose reader takes nothing', async () => {
+    const connection = await connectAs('twin2');
+    const requests = await connection.createAwaitableSender({ target: { address: '/devices/twin2/twin' } });
+    // Node's twin receiver: snd-settle-mode settled (§3.3).
+    const settled = await connection.createReceiver({
+      source: { address: '/devices/twin2/twin' },
+      snd_settle_mode: 1,
+      rcv_settle_mode: 0,
+    });
+    const answers = new Inbox(settled);
+    await requests.send({
+      correlation_id: 'get-settled',
+      message_annotations: { operation: 'GET' },
+      body: dataBody(' '),
+    });
+    const answer = await answers.find((message) => message.correlation_id === 'get-settled');
+    expect(answer.delivery.remote_settled).toBe(true);
+    await settled.close();
+
+    // A reader granting no credit: responses wait, up to a bound, then the link is detached.
+    const stalled = await connection.createReceiver({
+      source: { address: '/devices/twin2/twin' },
+      autoaccept: false,
+      credit_window: 0,
+    });
+    const overflow = detached(stalled);
+    for (let i = 0; i <= 100; i++) {
+      await requests.send({
+        correlation_id: `get-${i}`,
+        message_annotations: { operation: 'GET' },
+        body: dataBody(' '),
+      });
+    }
+    expect(await overflow).toMatchObject({ condition: 'amqp:resource-limit-exceeded' });
+    // The request link and the connection keep working.
+    const fresh = await inbox(connection, '/devices/twin2/twin');
+    await requests.send({
+      correlation_id: 'get-after',
+      message_annotations: { operation: 'GET' },
+      body: dataBody(' '),
+    });
+    expect(
+      (await fresh.find((message) => message.correlation_id === 'get-after')).message.message_annotations?.status,
+    ).toBe(200);
   });
 
   it('routes direct methods to the attached method links and fails pending calls when they detach', async () => {

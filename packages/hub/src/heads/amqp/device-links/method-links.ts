@@ -19,6 +19,7 @@ import rhea, { type EventContext, type Receiver, type Sender } from 'rhea';
 import { type MethodRequest, type MethodResponse, methodSubject } from '../../../core/direct-methods';
 import { bodyBytes, messageIdText, uuidBytes } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
+import { OutgoingLink } from './outgoing-link';
 
 interface PendingCall {
   readonly resolve: (response: MethodResponse) => void;
@@ -39,7 +40,7 @@ function statusOf(applicationProperties: Record<string, unknown>): number | unde
 /** The direct-method links of one identity on one connection. */
 export class MethodChannel {
   /** Request links (the device's receivers), oldest first. */
-  private readonly requestLinks = new Set<Sender>();
+  private readonly requestLinks = new Map<Sender, OutgoingLink>();
   private readonly responseLinks = new Map<Receiver, (event: EventContext) => void>();
   private readonly pending = new Map<string, PendingCall>();
   private unregister: (() => void) | undefined;
@@ -54,7 +55,7 @@ export class MethodChannel {
 
   /** Serves a request link (the device's receiver): the identity takes method calls. Returns its stop function. */
   addRequestLink(sender: Sender): () => void {
-    this.requestLinks.add(sender);
+    this.requestLinks.set(sender, new OutgoingLink(sender));
     if (!this.unregister) {
       const { bus, hubName } = this.attachment.context.core.context;
       const { deviceId, moduleId } = this.attachment.identity;
@@ -100,15 +101,15 @@ export class MethodChannel {
   }
 
   /** The newest open request link. */
-  private requestLink(): Sender | undefined {
-    let chosen: Sender | undefined;
-    for (const sender of this.requestLinks) if (sender.is_open()) chosen = sender;
+  private requestLink(): OutgoingLink | undefined {
+    let chosen: OutgoingLink | undefined;
+    for (const [sender, outgoing] of this.requestLinks) if (sender.is_open()) chosen = outgoing;
     return chosen;
   }
 
   private call(request: MethodRequest): Promise<MethodResponse> {
-    const sender = this.requestLink();
-    if (!sender || !this.attachment.active) {
+    const link = this.requestLink();
+    if (!link || !this.attachment.active) {
       return Promise.reject(new HubError('DeviceNotOnline', 'The device is not connected.'));
     }
     const id = randomUUID();
@@ -124,12 +125,16 @@ export class MethodChannel {
       );
       timer.unref?.();
       this.pending.set(id, { resolve, reject, timer });
-      sender.send({
+      const sent = link.send({
         // A Buffer is encoded as an AMQP uuid (rhea's message-id rule), as Azure sends the request id (§3.6).
         correlation_id: uuidBytes(id) as unknown as string,
         application_properties: { 'IoThub-methodname': request.methodName },
         body: rhea.message.data_section(Buffer.from(body, 'utf8')),
       });
+      if (!sent && this.pending.delete(id)) {
+        clearTimeout(timer);
+        reject(new HubError('DeviceNotOnline', 'The device is not taking method requests (no link credit).'));
+      }
     });
   }
 

@@ -21,6 +21,7 @@ import rhea, { type EventContext, type Message, type Receiver, type Sender } fro
 import { type DesiredChangeNotification, desiredSubject } from '../../../core/twins';
 import { bodyBytes, textOf } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
+import { OutgoingLink } from './outgoing-link';
 
 const desiredResource = '/notifications/twin/properties/desired';
 const reportedResource = '/properties/reported';
@@ -38,7 +39,7 @@ function jsonBody(value: unknown): ReturnType<typeof rhea.message.data_section> 
 /** The twin links of one identity on one connection. */
 export class TwinChannel {
   /** Response links (the device's receivers), oldest first. */
-  private readonly responseLinks = new Set<Sender>();
+  private readonly responseLinks = new Map<Sender, OutgoingLink>();
   private readonly requestLinks = new Map<Receiver, (event: EventContext) => void>();
   private unsubscribeDesired: (() => void) | undefined;
   /** The request link that subscribed to desired pushes (its paired response link carries them). */
@@ -68,7 +69,11 @@ export class TwinChannel {
 
   /** Serves a response link (the device's receiver). Returns its stop function. */
   addResponseLink(sender: Sender): () => void {
-    this.responseLinks.add(sender);
+    // Node attaches its twin receiver with snd-settle-mode `settled` (§3.3): send pre-settled as it asks.
+    if (sender.snd_settle_mode === 1) {
+      (sender as unknown as { local: { attach: { snd_settle_mode: number } } }).local.attach.snd_settle_mode = 1;
+    }
+    this.responseLinks.set(sender, new OutgoingLink(sender));
     return () => {
       if (!this.responseLinks.delete(sender)) return;
       this.maybeEnd();
@@ -83,12 +88,12 @@ export class TwinChannel {
   }
 
   /** The response link paired with `channel` (same channel correlation id), else the newest one open. */
-  private responseLink(channel: string | undefined): Sender | undefined {
-    let chosen: Sender | undefined;
-    for (const sender of this.responseLinks) {
+  private responseLink(channel: string | undefined): OutgoingLink | undefined {
+    let chosen: OutgoingLink | undefined;
+    for (const [sender, outgoing] of this.responseLinks) {
       if (!sender.is_open()) continue;
-      if (channel !== undefined && channelOf(sender) === channel) return sender;
-      chosen = sender;
+      if (channel !== undefined && channelOf(sender) === channel) return outgoing;
+      chosen = outgoing;
     }
     return chosen;
   }
@@ -174,8 +179,8 @@ export class TwinChannel {
     body: unknown,
     version?: number,
   ): void {
-    const sender = this.responseLink(channel);
-    if (!sender || !this.attachment.active) {
+    const link = this.responseLink(channel);
+    if (!link || !this.attachment.active) {
       this.logger.debug({ ...this.describe(), status }, 'twin response with no response link attached');
       return;
     }
@@ -185,7 +190,7 @@ export class TwinChannel {
     if (correlationId !== undefined && correlationId !== null) {
       response.correlation_id = correlationId as string;
     }
-    sender.send(response);
+    link.send(response);
   }
 
   private respondWithError(channel: string | undefined, correlationId: unknown, error: unknown): void {
@@ -213,9 +218,9 @@ export class TwinChannel {
 
   private pushDesired(notification: DesiredChangeNotification): void {
     if (!this.unsubscribeDesired || !this.attachment.active) return;
-    const sender = this.responseLink(this.desiredChannel);
-    if (!sender) return;
-    sender.send({
+    const link = this.responseLink(this.desiredChannel);
+    if (!link) return;
+    link.send({
       message_annotations: { version: rhea.types.wrap_long(notification.version) },
       body: jsonBody({ ...notification.patch, $version: notification.version }),
     });
