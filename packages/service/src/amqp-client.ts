@@ -240,27 +240,31 @@ export class AmqpEndpoint {
     await this.authorize(generation, options.source.address, signal);
     let queue: ReceiverQueue | undefined;
     const pending: EventContext[] = [];
-    const receiver = await mapAttach(
-      withSignal(
-        generation.connection.createReceiver({
-          name: `fieldhub-receiver-${randomUUID()}`,
-          credit_window: 0,
-          autoaccept: false,
-          ...options,
-          onMessage: (context) => {
-            if (queue) queue.push(context);
-            else pending.push(context);
-          },
-          onError: () => queue?.failFromLink('The receiver link failed'),
-          onClose: () => queue?.failFromLink('The hub detached the receiver link'),
-          onSessionError: () => queue?.failFromLink('The receiver session failed'),
-          onSessionClose: () => queue?.failFromLink('The hub ended the receiver session'),
-        }),
-        signal,
-        this.settings,
-      ),
-      errorContext,
-    );
+    const attach = generation.connection.createReceiver({
+      name: `fieldhub-receiver-${randomUUID()}`,
+      credit_window: 0,
+      autoaccept: false,
+      ...options,
+      onMessage: (context) => {
+        if (queue) queue.push(context);
+        else pending.push(context);
+      },
+      onError: () => queue?.failFromLink('The receiver link failed'),
+      onClose: () => queue?.failFromLink('The hub detached the receiver link'),
+      onSessionError: () => queue?.failFromLink('The receiver session failed'),
+      onSessionClose: () => queue?.failFromLink('The hub ended the receiver session'),
+    });
+    let receiver: Receiver;
+    try {
+      receiver = await mapAttach(withSignal(attach, signal, this.settings), errorContext);
+    } catch (error) {
+      // Aborted while attaching: the link may still open; detach it then.
+      attach.then(
+        (opened) => closeQuietly(() => opened.close({ closeSession: true })),
+        () => undefined,
+      );
+      throw error;
+    }
     queue = new ReceiverQueue(receiver, errorContext);
     for (const context of pending) queue.push(context);
     const created = queue;
@@ -637,34 +641,37 @@ export async function sendWithCredit(
   errorContext: AmqpErrorContext = {},
 ): Promise<Delivery> {
   const combined = signal ? AbortSignal.any([signal, settings.closedSignal]) : settings.closedSignal;
-  if (!sender.sendable()) {
-    await withSignal(
-      new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          cleanup();
-          reject(new TimeoutError('The hub granted no credit on the link in time'));
-        }, settings.timeoutMs);
-        const onSendable = () => {
-          cleanup();
-          resolve();
-        };
-        const onClosed = () => {
-          cleanup();
-          reject(new ConnectionError('The hub detached the link before it could send'));
-        };
-        const cleanup = () => {
-          clearTimeout(timer);
-          sender.removeListener(SenderEvents.sendable, onSendable);
-          sender.removeListener(SenderEvents.senderClose, onClosed);
-          sender.removeListener(SenderEvents.senderError, onClosed);
-        };
-        sender.on(SenderEvents.sendable, onSendable);
-        sender.on(SenderEvents.senderClose, onClosed);
-        sender.on(SenderEvents.senderError, onClosed);
-      }),
-      combined,
-      settings,
-    );
+  // Many sends may wait for credit at once (each listens once); rhea sends in order as credit arrives.
+  sender.setMaxListeners(0);
+  while (!sender.sendable()) {
+    if (!sender.isOpen()) throw new ConnectionError('The link to the hub is closed');
+    await new Promise<void>((resolve, reject) => {
+      const finish = (error?: HubError) => {
+        clearTimeout(timer);
+        sender.removeListener(SenderEvents.sendable, onSendable);
+        sender.removeListener(SenderEvents.senderClose, onClosed);
+        sender.removeListener(SenderEvents.senderError, onClosed);
+        combined.removeEventListener('abort', onAbort);
+        if (error) reject(error);
+        else resolve();
+      };
+      const onSendable = () => finish();
+      const onClosed = () => finish(new ConnectionError('The hub detached the link before it could send'));
+      const onAbort = () =>
+        finish(signal?.aborted ? new AbortError(undefined, { cause: signal.reason }) : closedError());
+      const timer = setTimeout(
+        () => finish(new TimeoutError('The hub granted no credit on the link in time', { retryable: true })),
+        settings.timeoutMs,
+      );
+      if (combined.aborted) {
+        onAbort();
+        return;
+      }
+      sender.on(SenderEvents.sendable, onSendable);
+      sender.on(SenderEvents.senderClose, onClosed);
+      sender.on(SenderEvents.senderError, onClosed);
+      combined.addEventListener('abort', onAbort, { once: true });
+    });
   }
   try {
     return await sender.send(message, {

@@ -453,7 +453,7 @@ describe('@fieldhub/service against a real hub', () => {
   describe('cloudToDevice', () => {
     beforeAll(async () => {
       await service.devices.create('c2d-1');
-      await service.devices.create('c2d/2');
+      await service.devices.create('c2d#2?');
     });
 
     it('queues a message with its fields and properties over AMQP', async () => {
@@ -507,10 +507,10 @@ describe('@fieldhub/service against a real hub', () => {
       expect(second?.message.contentType).toBe('text/plain');
       await testHub.hub.core.cloudToDevice.complete('c2d-1', second?.lockToken ?? '');
 
-      await service.cloudToDevice.send('c2d/2', { body: 'slash' });
-      const slashed = await testHub.hub.core.cloudToDevice.receive('c2d/2');
-      expect(Buffer.from(slashed?.message.body ?? []).toString()).toBe('slash');
-      await testHub.hub.core.cloudToDevice.complete('c2d/2', slashed?.lockToken ?? '');
+      await service.cloudToDevice.send('c2d#2?', { body: 'encoded' });
+      const encoded = await testHub.hub.core.cloudToDevice.receive('c2d#2?');
+      expect(Buffer.from(encoded?.message.body ?? []).toString()).toBe('encoded');
+      await testHub.hub.core.cloudToDevice.complete('c2d#2?', encoded?.lockToken ?? '');
     });
 
     it('maps hub refusals to typed errors: unknown device, full queue, too large, bad arguments', async () => {
@@ -537,8 +537,36 @@ describe('@fieldhub/service against a real hub', () => {
 
     it('refuses a policy without ServiceConnect with an AuthenticationError', async () => {
       const registryRead = withPort(await testHub.hub.core.policies.connectionString('registryRead'));
-      await using client = createServiceClient({ connectionString: registryRead, ca: testHub.ca, amqpPort: amqpPort() });
+      await using client = createServiceClient({
+        connectionString: registryRead,
+        ca: testHub.ca,
+        amqpPort: amqpPort(),
+      });
       expect(await failure(client.cloudToDevice.send('c2d-1', { body: 'x' }))).toBeInstanceOf(AuthenticationError);
+      expect(await failure(take(client.cloudToDevice.feedback(), 1))).toBeInstanceOf(AuthenticationError);
+      expect(await failure(take(client.telemetry.read(), 1))).toBeInstanceOf(AuthenticationError);
+    });
+
+    it('sends 50 messages at once on one link, in order, without a MaxListenersExceededWarning', async () => {
+      await service.devices.create('c2d-burst');
+      const warnings: Error[] = [];
+      const onWarning = (warning: Error) => warnings.push(warning);
+      process.on('warning', onWarning);
+      try {
+        const results = await Promise.all(
+          Array.from({ length: 50 }, (_, index) =>
+            service.cloudToDevice.send('c2d-burst', { body: `m${index}`, messageId: `burst-${index}` }),
+          ),
+        );
+        expect(results).toHaveLength(50);
+        await new Promise((resolve) => setImmediate(resolve));
+      } finally {
+        process.off('warning', onWarning);
+      }
+      expect(warnings.filter((warning) => warning.name === 'MaxListenersExceededWarning')).toEqual([]);
+      const first = await testHub.hub.core.cloudToDevice.receive('c2d-burst');
+      expect(first?.message.messageId).toBe('burst-0');
+      await service.devices.delete('c2d-burst');
     });
 
     it('sends with a ready-made SharedAccessSignature connection string', async () => {
