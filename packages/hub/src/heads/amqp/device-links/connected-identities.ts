@@ -166,7 +166,7 @@ export class ConnectedIdentities {
     this.current.set(identity.key, attachment);
     previous?.evict();
     attachment.start();
-    this.gauge(context.protocol, 1);
+    this.connectedByProtocol[context.protocol]++;
     this.report(attachment, true);
     if (context.logger.isLevelEnabled('info')) {
       context.logger.info(
@@ -190,7 +190,7 @@ export class ConnectedIdentities {
       links.delete(identity.key);
       if (links.size === 0) this.byConnection.delete(connection);
     }
-    this.gauge(context.protocol, -1);
+    this.connectedByProtocol[context.protocol]--;
     if (attachment.evicted || this.current.get(identity.key) !== attachment) return Promise.resolve();
     this.current.delete(identity.key);
     return this.report(attachment, false);
@@ -229,8 +229,11 @@ export class ConnectedIdentities {
     return run;
   }
 
-  private gauge(protocol: 'amqp' | 'amqp-ws', delta: number): void {
-    this.connectedByProtocol[protocol] += delta;
-    this.core.metrics.setConnectedDevices(protocol, this.connectedByProtocol[protocol]);
+  /**
+   * Identities connected over `protocol` now (each device or module once per connection it has links on): what
+   * the `fieldhub_connected_devices` gauge should show for AMQP. The head owns the metrics; it reads this.
+   */
+  count(protocol: 'amqp' | 'amqp-ws'): number {
+    return this.connectedByProtocol[protocol];
   }
 }
