@@ -42,7 +42,14 @@ export function conditionError(error: AmqpErrorFields, what: string): HubError {
   const description = typeof error.description === 'string' && error.description !== '' ? `: ${error.description}` : '';
   const tracking = trackingId(error.info);
   const message = `${what} failed (${condition})${description}${tracking === undefined ? '' : ` [tracking id ${tracking}]`}`;
-  const options = { cause: error };
+  // The plain fields, not rhea's object: its link errors reference the link, which references the connection.
+  const options = {
+    cause: {
+      condition,
+      ...(typeof error.description === 'string' ? { description: error.description } : {}),
+      ...(error.info === undefined ? {} : { info: error.info }),
+    },
+  };
   switch (condition) {
     case 'amqp:unauthorized-access':
       return new AuthenticationError(message, options);
