@@ -20,14 +20,8 @@
  * - A peer that asks for pre-settled deliveries (`snd-settle-mode` settled) gets at-most-once: the batch is completed
  *   when sent.
  */
-import {
-  type Delivery,
-  type EventContext,
-  type Message,
-  message as rheaMessage,
-  type Sender,
-  string_to_uuid,
-} from 'rhea';
+// rhea is CommonJS: its values come through the default import (Node's ESM loader finds no named exports).
+import rhea, { type Delivery, type EventContext, type Message, type Sender } from 'rhea';
 import { cloudToDeviceFeedbackSubject, type FeedbackBatch } from '../../../core/cloud-to-device';
 import type { AmqpConnectionContext, LinkHandle, LinkRoute } from '../contract';
 import { authorizeServiceConnect } from './service-errors';
@@ -51,7 +45,7 @@ export function feedbackMessage(batch: FeedbackBatch, hubName: string): Message 
     user_id: hubName,
     content_type: feedbackContentType,
     application_properties: { 'iothub-interface-name': 'feedback' },
-    body: rheaMessage.data_section(Buffer.from(JSON.stringify(batch.records), 'utf8')),
+    body: rhea.message.data_section(Buffer.from(JSON.stringify(batch.records), 'utf8')),
   };
 }
 
@@ -182,5 +176,5 @@ class FeedbackLink implements LinkHandle {
 
 /** The delivery tag of a batch: its lock token as 16 bytes (Azure's tags are GUIDs). */
 function tagOf(lockToken: string): Buffer {
-  return string_to_uuid(lockToken);
+  return rhea.string_to_uuid(lockToken);
 }
