@@ -201,14 +201,15 @@ export class AmqpEndpoint {
     const generation = await this.open(signal);
     let sender = generation.senders.get(address);
     if (!sender) {
+      // Shared by every caller: not bound to this caller's signal (each caller races its own below).
       sender = (async () => {
-        await this.authorize(generation, address, signal);
+        await this.authorize(generation, address, undefined);
         const link = await withSignal(
           generation.connection.createAwaitableSender({
             target: { address },
             name: `fieldhub-sender-${randomUUID()}`,
           }),
-          signal,
+          undefined,
           this.settings,
         );
         const forget = () => {
@@ -223,7 +224,7 @@ export class AmqpEndpoint {
         if (generation.senders.get(address) === sender) generation.senders.delete(address);
       });
     }
-    return mapAttach(sender, {});
+    return mapAttach(withSignal(sender, signal, this.settings), {});
   }
 
   /**
@@ -287,14 +288,19 @@ export class AmqpEndpoint {
     const generation = await this.open(signal);
     let link = generation.requestLinks.get(address);
     if (!link) {
+      // Shared by every caller, like senders.
       link = (async () => {
-        await this.authorize(generation, address, signal);
-        return openRequestLink(generation.connection, address, this.settings, signal);
+        await this.authorize(generation, address, undefined);
+        return openRequestLink(generation.connection, address, this.settings, undefined);
       })();
       generation.requestLinks.set(address, link);
       link.catch(() => generation.requestLinks.delete(address));
     }
-    return (await mapAttach(link, {})).call(message, signal, this.settings.timeoutMs);
+    return (await mapAttach(withSignal(link, signal, this.settings), {})).call(
+      message,
+      signal,
+      this.settings.timeoutMs,
+    );
   }
 
   /** Signs a token for a link address (for `security_token` in management requests). */
@@ -780,7 +786,7 @@ function mapConnectError(error: unknown, target: EndpointTarget, settings: AmqpC
 }
 
 /** Races a promise against an abort signal and the client closing. */
-async function withSignal<T>(
+export async function withSignal<T>(
   promise: Promise<T>,
   signal: AbortSignal | undefined,
   settings: Pick<AmqpClientSettings, 'closedSignal'>,

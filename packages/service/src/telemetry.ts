@@ -11,7 +11,7 @@
  */
 import { AbortError, ArgumentError, ConnectionError, HubError } from '@fieldhub/protocol';
 import { type EventContext, type Message, types as rheaTypes } from 'rhea-promise';
-import { type AmqpClient, type AmqpEndpoint, type ReceiverQueue, RedirectError } from './amqp-client';
+import { type AmqpClient, type AmqpEndpoint, type ReceiverQueue, RedirectError, withSignal } from './amqp-client';
 import { bodyBytes, idKey, timeValue } from './amqp-message';
 import { sleep } from './http-client';
 
@@ -251,12 +251,13 @@ export class Telemetry {
 
   /** Discovers the endpoint once per client (again after a failure). */
   private resolve(signal: AbortSignal | undefined): Promise<ResolvedEndpoint> {
-    this.resolving ??= this.discover(signal);
+    // Shared by concurrent readers: not bound to one reader's signal (each races its own).
+    this.resolving ??= this.discover(undefined);
     const resolving = this.resolving;
     resolving.catch(() => {
       if (this.resolving === resolving) this.resolving = undefined;
     });
-    return resolving;
+    return withSignal(resolving, signal, this.amqp.settings);
   }
 
   private async discover(signal: AbortSignal | undefined): Promise<ResolvedEndpoint> {
