@@ -103,6 +103,9 @@ export async function hubHarness(): Promise<HubHarness> {
         '0',
         '--mqtt-port',
         String(options.mqttPort ?? mqttPort),
+        // An ephemeral AMQP port: the default 5671 would collide with other test runs on this machine.
+        '--amqp-port',
+        '0',
         '--log-level',
         'warn',
       ];
