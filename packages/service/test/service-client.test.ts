@@ -851,5 +851,39 @@ describe('@fieldhub/service against a real hub', () => {
         await restartable.stop();
       }
     });
+
+    it('reattaches the feedback receiver and the sender after the hub restarts', async () => {
+      const port = await freePort();
+      const amqp = await freePort();
+      const restartable = await startTestHub({ ports: { https: port, amqp } });
+      try {
+        await using client = createServiceClient({
+          connectionString: restartable.info.serviceConnectionString,
+          ca: restartable.ca,
+          port,
+          amqpPort: amqp,
+        });
+        await client.devices.create('rc-fb');
+        await client.cloudToDevice.send('rc-fb', { body: 'before', messageId: 'rc-before' });
+        const reading = take(client.cloudToDevice.feedback(), 1);
+        // Let the feedback link attach before the restart cuts it.
+        await new Promise((resolve) => setTimeout(resolve, 200));
+
+        await restartable.restart();
+        await client.cloudToDevice.send('rc-fb', { body: 'after', messageId: 'rc-after' }, { ack: 'positive' });
+        const { cloudToDevice } = restartable.hub.core;
+        for (
+          let delivery = await cloudToDevice.receive('rc-fb');
+          delivery;
+          delivery = await cloudToDevice.receive('rc-fb')
+        ) {
+          await cloudToDevice.complete('rc-fb', delivery.lockToken);
+        }
+        const [record] = await reading;
+        expect(record).toMatchObject({ originalMessageId: 'rc-after', statusCode: 'Success' });
+      } finally {
+        await restartable.stop();
+      }
+    });
   });
 });
