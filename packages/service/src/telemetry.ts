@@ -31,9 +31,14 @@ export interface ReadTelemetryOptions {
   consumerGroup?: string;
   /** Default `latest`. */
   from?: EventPosition;
-  /** One partition; all partitions, merged by enqueued time, when absent. */
+  /**
+   * One partition; every partition when absent (one link each; of the events waiting, the oldest enqueued goes first).
+   */
   partition?: number;
-  /** `true` (default): follow new events until aborted; `false`: end once caught up. */
+  /**
+   * `true` (default): follow new events until aborted; `false`: end once caught up with the last event each partition
+   * held when reading began (`$management` tells).
+   */
   live?: boolean;
   /** Reattach (with backoff) from the last event seen per partition when a link or the connection drops. Default true. */
   reconnect?: boolean;
