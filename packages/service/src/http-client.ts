@@ -98,7 +98,7 @@ export class HttpClient {
     });
   }
 
-  /** Aborts when the client closes; long-lived operations (telemetry, feedback) listen to it. */
+  /** Aborts when the client closes; the AMQP side (sends, feedback, telemetry readers) listens to it too. */
   get closedSignal(): AbortSignal {
     return this.closing.signal;
   }
