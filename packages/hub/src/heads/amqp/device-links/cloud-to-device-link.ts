@@ -118,6 +118,12 @@ export class CloudToDeviceLink {
     if (!delivery.settled) delivery.update(true);
     const { cloudToDevice } = this.context.core;
     const { deviceId } = this.identity;
+    if (this.context.logger.isLevelEnabled('debug')) {
+      this.context.logger.debug(
+        { ...this.context.describe(), deviceId, outcome, lockToken: entry.lockToken },
+        'cloud-to-device delivery settled',
+      );
+    }
     const operation =
       outcome === 'complete'
         ? cloudToDevice.complete(deviceId, entry.lockToken)
