@@ -41,12 +41,14 @@ import {
   SenderEvents,
   type Session,
   SessionEvents,
-  types,
 } from 'rhea-promise';
-import { cbsStatusError, conditionError, isAmqpError, twinStatusError } from './amqp-error';
+import { conditionError, isAmqpError, twinStatusError } from './amqp-error';
+import { cbsAddress, putTokenOutcome, putTokenRequest } from './cbs';
 import { endpoint, webSocketPath, webSocketSubprotocol } from './endpoint';
-import { bodyBytes, cloudToDeviceMessage, dataBody, idString, telemetryMessage, uuidString } from './messages';
+import { cloudToDeviceMessage, idString, lockTokenOf, telemetryMessage } from './messages';
+import { methodResponse, readMethodRequest } from './methods';
 import { type DeliveryOutcome, OutgoingLink } from './outgoing-link';
+import { readTwinMessage, type TwinOperation, TwinResources, twinProperties, twinRequest } from './twin';
 import { userAgent } from './user-agent';
 import { WebSocketStream } from './web-socket';
 
@@ -88,9 +90,6 @@ const apiVersion = '2021-04-12';
 
 /** Credit the cloud-to-device receiver grants: the hub's queue holds at most 50 messages per device. */
 const cloudToDeviceCredit = 50;
-
-/** The CBS put-token's token type as the Node SDK sends it (protocol-device.md §3.2). */
-const cbsTokenType = 'servicebus.windows.net:sastoken';
 
 interface Settle<T> {
   resolve(value: T): void;
@@ -140,36 +139,13 @@ interface Connection {
   /** The last disposition written (see `settleCloudToDevice`). */
   settling: Promise<void>;
   /** Method requests not answered yet: their `correlation_id` exactly as it came (string or uuid), by request id. */
-  readonly methodRequests: Map<string, unknown>;
+  readonly methodRequests: Map<string, NonNullable<Message['correlation_id']>>;
   readonly closed: Promise<void>;
   markClosed(): void;
 }
 
 function toHubError(error: unknown, fallback: (cause: unknown) => HubError): HubError {
   return HubError.is(error) ? error : fallback(error);
-}
-
-function decodeJson(payload: Uint8Array): unknown {
-  const text = new TextDecoder().decode(payload);
-  if (text.trim() === '') return null;
-  return JSON.parse(text) as unknown;
-}
-
-function isRecord(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function twinSection(value: unknown): (Record<string, unknown> & { $version: number }) | undefined {
-  return isRecord(value) && typeof value.$version === 'number'
-    ? (value as Record<string, unknown> & { $version: number })
-    : undefined;
-}
-
-function numberOf(value: unknown): number | undefined {
-  if (typeof value === 'number') return value;
-  if (typeof value === 'bigint') return Number(value);
-  if (typeof value === 'string' && /^-?\d+$/.test(value)) return Number(value);
-  return undefined;
 }
 
 /** The error of a failed attach or a lost link/connection, from what rhea reports. */
@@ -496,7 +472,7 @@ export class AmqpTransport implements Transport {
   async enableTwin(options: OperationOptions = {}): Promise<void> {
     const connection = this.#open();
     await this.#shared(connection, 'desired', options.signal, async () => {
-      await this.#twinRequest(connection, 'PUT', '/notifications/twin/properties/desired', ' ', undefined);
+      await this.#twinRequest(connection, 'PUT', TwinResources.desiredNotifications, ' ', undefined);
     });
   }
 
@@ -510,18 +486,7 @@ export class AmqpTransport implements Transport {
   async getTwin(options: OperationOptions = {}): Promise<TwinProperties> {
     const connection = this.#open();
     const response = await this.#twinRequest(connection, 'GET', undefined, ' ', options.signal);
-    let body: unknown;
-    try {
-      body = decodeJson(response.body);
-    } catch (error) {
-      throw new HubError('ServerError', 'the twin the hub sent is not JSON', { cause: error });
-    }
-    const desired = isRecord(body) ? twinSection(body.desired) : undefined;
-    const reported = isRecord(body) ? twinSection(body.reported) : undefined;
-    if (desired === undefined || reported === undefined) {
-      throw new HubError('ServerError', 'the twin the hub sent lacks desired or reported properties with $version');
-    }
-    return { desired, reported };
+    return twinProperties(response.body);
   }
 
   /**
@@ -545,7 +510,7 @@ export class AmqpTransport implements Transport {
       });
     }
     const connection = this.#open();
-    const response = await this.#twinRequest(connection, 'PATCH', '/properties/reported', body, options.signal);
+    const response = await this.#twinRequest(connection, 'PATCH', TwinResources.reported, body, options.signal);
     if (response.version === undefined) {
       throw new HubError('ServerError', 'the hub acknowledged the reported properties without a version');
     }
@@ -601,13 +566,8 @@ export class AmqpTransport implements Transport {
     }
     connection.methodRequests.delete(requestId);
     await this.#within<void>(connection, options.signal, this.#operationTimeoutMs(), (_connection, settle) => {
-      const message: Message = {
-        correlation_id: correlationId as NonNullable<Message['correlation_id']>,
-        application_properties: { 'IoThub-status': types.wrap_int(status) },
-        body: dataBody(body),
-      };
       settle.onSettled(
-        channel.sender.send(message, (outcome) => {
+        channel.sender.send(methodResponse(correlationId, status, body), (outcome) => {
           if (outcome.kind === 'accepted' || outcome.kind === 'settled') settle.resolve();
           else settle.reject(this.#outcomeError(outcome, 'the method response'));
         }),
@@ -805,8 +765,8 @@ export class AmqpTransport implements Transport {
   /** The CBS links (`$cbs` sender and receiver, protocol-device.md §3.2), attached on first use. */
   #cbsChannel(connection: Connection, signal: AbortSignal | undefined): Promise<Channel> {
     return this.#shared(connection, 'cbs', signal, async () => {
-      const sender = await this.#sender(connection, '$cbs');
-      const receiver = await this.#receiver(connection, '$cbs');
+      const sender = await this.#sender(connection, cbsAddress);
+      const receiver = await this.#receiver(connection, cbsAddress);
       receiver.on(ReceiverEvents.message, (context: EventContext) => {
         const message = context.message;
         const id = idString(message?.correlation_id);
@@ -819,11 +779,7 @@ export class AmqpTransport implements Transport {
     });
   }
 
-  /**
-   * CBS put-token (protocol-device.md §3.2): `message_id` a UUID string, `to` `$cbs`, `reply_to` `cbs`,
-   * `operation`/`type`/`name` application properties, the token as an AMQP string value; answered with the same
-   * `correlation_id` and `status-code` 200.
-   */
+  /** CBS put-token (protocol-device.md §3.2; `cbs.ts`), answered on the `$cbs` receiver by `correlation_id`. */
   async #putToken(
     connection: Connection,
     token: string,
@@ -835,21 +791,12 @@ export class AmqpTransport implements Transport {
       const id = randomUUID();
       settle.onSettled(() => connection.cbsRequests.delete(id));
       connection.cbsRequests.set(id, (response) => {
-        const properties = response.application_properties ?? {};
-        const status = numberOf(properties['status-code']);
-        const description = properties['status-description'];
-        if (status === 200 || status === 202) settle.resolve();
-        else settle.reject(cbsStatusError(status, typeof description === 'string' ? description : undefined));
+        const refused = putTokenOutcome(response);
+        if (refused === undefined) settle.resolve();
+        else settle.reject(refused);
       });
-      const request: Message = {
-        message_id: id,
-        to: '$cbs',
-        reply_to: 'cbs',
-        application_properties: { operation: 'put-token', type: cbsTokenType, name: audience },
-        body: token,
-      };
       settle.onSettled(
-        channel.sender.send(request, (outcome) => {
+        channel.sender.send(putTokenRequest(id, token, audience), (outcome) => {
           if (outcome.kind !== 'accepted' && outcome.kind !== 'settled') {
             settle.reject(this.#outcomeError(outcome, 'the CBS put-token'));
           }
@@ -873,9 +820,10 @@ export class AmqpTransport implements Transport {
     });
   }
 
+  /** One twin request, answered on the twin receiver by `correlation_id` (protocol-device.md §3.5; `twin.ts`). */
   #twinRequest(
     connection: Connection,
-    operation: 'GET' | 'PATCH' | 'PUT' | 'DELETE',
+    operation: TwinOperation,
     resource: string | undefined,
     body: string,
     signal: AbortSignal | undefined,
@@ -888,13 +836,8 @@ export class AmqpTransport implements Transport {
           if (response.status >= 300) settle.reject(twinStatusError(response.status, response.body));
           else settle.resolve(response);
         });
-        const request: Message = {
-          correlation_id: correlationId,
-          message_annotations: { operation, ...(resource === undefined ? {} : { resource }) },
-          body: dataBody(body),
-        };
         settle.onSettled(
-          channel.sender.send(request, (outcome) => {
+          channel.sender.send(twinRequest(correlationId, operation, resource, body), (outcome) => {
             if (outcome.kind === 'rejected') settle.reject(this.#outcomeError(outcome, `the twin ${operation}`));
           }),
         );
@@ -905,25 +848,17 @@ export class AmqpTransport implements Transport {
   /** A twin response (by `correlation_id`) or a desired-properties push (none), protocol-device.md §3.5. */
   #twinMessage(connection: Connection, message: Message | undefined): void {
     if (message === undefined || connection.state === 'closed') return;
-    const annotations = message.message_annotations ?? {};
-    const version = numberOf(annotations.version);
-    const body = bodyBytes(message.body);
-    const correlationId = idString(message.correlation_id);
-    if (correlationId !== undefined) {
-      const handler = connection.twinRequests.get(correlationId);
-      connection.twinRequests.delete(correlationId);
-      handler?.({ status: numberOf(annotations.status) ?? 200, version, body });
-      return;
-    }
-    try {
-      const patch = decodeJson(body);
-      if (!isRecord(patch)) return;
-      const { $version, ...rest } = patch;
-      const pushed = version ?? numberOf($version);
-      if (pushed === undefined) return;
-      connection.events.desiredPropertiesPatch(rest, pushed);
-    } catch {
-      // Handlers must not throw (transport.ts); a push that is not JSON is dropped, as the Node SDK drops it.
+    const read = readTwinMessage(message);
+    if (read?.kind === 'response') {
+      const handler = connection.twinRequests.get(read.correlationId);
+      connection.twinRequests.delete(read.correlationId);
+      handler?.(read);
+    } else if (read?.kind === 'desired') {
+      try {
+        connection.events.desiredPropertiesPatch(read.patch, read.version);
+      } catch {
+        // Handlers must not throw (transport.ts).
+      }
     }
   }
 
@@ -941,20 +876,11 @@ export class AmqpTransport implements Transport {
 
   #methodRequest(connection: Connection, message: Message | undefined): void {
     if (message === undefined || connection.state === 'closed') return;
-    const requestId = idString(message.correlation_id);
-    const methodName = message.application_properties?.['IoThub-methodname'];
-    if (requestId === undefined || typeof methodName !== 'string') return;
-    const body = bodyBytes(message.body);
-    let payload: unknown;
+    const read = readMethodRequest(message);
+    if (read === undefined) return;
+    connection.methodRequests.set(read.request.requestId, read.correlationId);
     try {
-      payload = decodeJson(body);
-    } catch {
-      // Not JSON: hand over the text rather than dropping a request the service waits for.
-      payload = new TextDecoder().decode(body);
-    }
-    connection.methodRequests.set(requestId, message.correlation_id);
-    try {
-      connection.events.methodRequest({ requestId, methodName, payload });
+      connection.events.methodRequest(read.request);
     } catch {
       // Handlers must not throw (transport.ts).
     }
@@ -963,16 +889,7 @@ export class AmqpTransport implements Transport {
   #cloudToDevice(connection: Connection, context: EventContext): void {
     const { message, delivery } = context;
     if (message === undefined || delivery === undefined || connection.state === 'closed') return;
-    // The delivery tag is the hub's 16-byte lock token (protocol-device.md §3.4); any other tag still settles.
-    const tag = delivery.tag;
-    const lockToken =
-      typeof tag === 'string'
-        ? tag
-        : tag.byteLength === 16
-          ? uuidString(tag)
-          : tag.byteLength > 0
-            ? tag.toString('hex')
-            : `delivery-${delivery.id}`;
+    const lockToken = lockTokenOf(delivery.tag, delivery.id);
     connection.deliveries.set(lockToken, delivery);
     try {
       connection.events.cloudToDeviceMessage(cloudToDeviceMessage(message, lockToken));

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { bodyBytes, cloudToDeviceMessage, dataBody, idString, telemetryMessage, uuidString } from './messages';
+import {
+  bodyBytes,
+  cloudToDeviceMessage,
+  dataBody,
+  idString,
+  lockTokenOf,
+  telemetryMessage,
+  uuidString,
+} from './messages';
 
 const decoder = new TextDecoder();
 
@@ -79,5 +87,13 @@ describe('received values', () => {
       deliveryCount: 2,
     });
     expect(decoder.decode(message.body)).toBe('hi');
+  });
+});
+
+describe('lockTokenOf', () => {
+  it('reads the 16-byte tag as a GUID, other tags as hex', () => {
+    expect(lockTokenOf(Buffer.alloc(16, 0x11), 0)).toBe('11111111-1111-1111-1111-111111111111');
+    expect(lockTokenOf(Buffer.from([1, 2]), 0)).toBe('0102');
+    expect(lockTokenOf(Buffer.alloc(0), 5)).toBe('delivery-5');
   });
 });

@@ -171,3 +171,33 @@ export function cloudToDeviceMessage(message: Message, lockToken: string): Incom
     ...(count === undefined ? {} : { deliveryCount: count }),
   };
 }
+
+/** The JSON a body holds; `null` for an empty or blank body. @throws SyntaxError when it is not JSON */
+export function decodeJson(payload: Uint8Array): unknown {
+  const text = new TextDecoder().decode(payload);
+  if (text.trim() === '') return null;
+  return JSON.parse(text) as unknown;
+}
+
+/** A plain object (not null, not an array). */
+export function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** An AMQP int, long (rhea hands big ones over as numbers or bigints) or decimal text as a number. */
+export function numberOf(value: unknown): number | undefined {
+  if (typeof value === 'number') return value;
+  if (typeof value === 'bigint') return Number(value);
+  if (typeof value === 'string' && /^-?\d+$/.test(value)) return Number(value);
+  return undefined;
+}
+
+/**
+ * The lock token of a cloud-to-device delivery: its tag, which IoT Hub makes the message's 16-byte lock-token
+ * GUID (protocol-device.md §3.4), as a GUID string; another tag as hex; no tag, the delivery id.
+ */
+export function lockTokenOf(tag: Buffer | string, deliveryId: number): string {
+  if (typeof tag === 'string') return tag;
+  if (tag.byteLength === 16) return uuidString(tag);
+  return tag.byteLength > 0 ? tag.toString('hex') : `delivery-${deliveryId}`;
+}
