@@ -33,8 +33,11 @@ interface ServiceResult {
 
 // Runs in the child: send two messages with ack full, collect the feedback for both, try an unknown device.
 const serviceScript = `
-import { Message } from 'azure-iot-common';
-import { Amqp, Client } from 'azure-iothub';
+// The SDKs are CommonJS: Node's ESM loader gives them as default imports only.
+import common from 'azure-iot-common';
+import iothub from 'azure-iothub';
+const { Message } = common;
+const { Amqp, Client } = iothub;
 const scenario = JSON.parse(process.env.SCENARIO);
 const client = Client.fromConnectionString(scenario.connectionString, Amqp);
 const call = (operation) => new Promise((resolve, reject) => operation((error, value) => (error ? reject(error) : resolve(value))));
