@@ -1,3 +1,7 @@
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { createServer } from 'node:tls';
 import type { TransportCredentials } from '@fieldhub/device-core/transport';
 import { HubError } from '@fieldhub/protocol';
 import { message as rheaMessage, types } from 'rhea';
@@ -193,6 +197,11 @@ describe('AmqpTransport against a scripted AMQP peer', () => {
     expect(channel).toMatch(/^twin:[0-9a-f-]{36}$/);
     expect(twinLinks[1]?.properties['com.microsoft:channel-correlation-id']).toBe(channel);
     expect(twinLinks[0]?.properties['com.microsoft:api-version']).toBe('2021-04-12');
+    // Settle modes as the Node SDK attaches them: pre-settled both ways, receiver settles first.
+    expect(twinLinks.map((link) => [link.sndSettleMode, link.rcvSettleMode])).toEqual([
+      [1, 0],
+      [1, 0],
+    ]);
     const put = hub.messages.find((received) => received.message.message_annotations?.operation === 'PUT');
     expect(put?.message.message_annotations).toEqual({
       operation: 'PUT',
@@ -327,6 +336,42 @@ describe('AmqpTransport against a scripted AMQP peer', () => {
     await transport.connect({ credentials: credentials(), ca: fakeHubCa, timeoutMs: 5_000 }, recorder().events);
     await transport.sendTelemetry({ body: encoder.encode('again') });
     expect(hub.connections).toHaveLength(2);
+  });
+
+  it('gives up on a peer that accepts TLS and never answers: ConnectionError at timeoutMs, AbortError on abort', async () => {
+    const key = readFileSync(new URL('./__fixtures__/broker-key.pem', import.meta.url), 'utf8');
+    const sockets = new Set<{ destroy(): void }>();
+    const silent = createServer({ cert: fakeHubCa, key }, (socket) => sockets.add(socket));
+    silent.listen(0, '127.0.0.1');
+    await once(silent, 'listening');
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const transport = amqp({ port }).create();
+      const timedOut = await rejection(
+        transport.connect({ credentials: credentials(), ca: fakeHubCa, timeoutMs: 300 }, recorder().events),
+      );
+      expect(timedOut).toMatchObject({ name: 'ConnectionError', isRetryable: true });
+      expect(transport.connected).toBe(false);
+      const controller = new AbortController();
+      const attempt = transport.connect(
+        { credentials: credentials(), ca: fakeHubCa, timeoutMs: 10_000, signal: controller.signal },
+        recorder().events,
+      );
+      controller.abort();
+      expect((await rejection(attempt)).name).toBe('AbortError');
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it('refuses a hub whose certificate it does not trust with a ConnectionError', async () => {
+    const hub = await startFakeHub();
+    hubs.push(hub);
+    const error = await rejection(
+      amqp({ port: hub.port }).create().connect({ credentials: credentials(), timeoutMs: 5_000 }, recorder().events),
+    );
+    expect(error.name).toBe('ConnectionError');
   });
 
   it('speaks the same over WebSockets: /$iothub/websocket with subprotocol AMQPWSB10', async () => {

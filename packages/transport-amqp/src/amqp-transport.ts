@@ -736,7 +736,13 @@ export class AmqpTransport implements Transport {
   async #receiver(
     connection: Connection,
     address: string,
-    options: { channel?: string; autoaccept?: boolean; credit_window?: number; rcv_settle_mode?: 0 | 1 } = {},
+    options: {
+      channel?: string;
+      autoaccept?: boolean;
+      credit_window?: number;
+      snd_settle_mode?: 0 | 1 | 2;
+      rcv_settle_mode?: 0 | 1;
+    } = {},
   ): Promise<Receiver> {
     const session = connection.session;
     if (session === undefined) throw new ConnectionError('no AMQP session');
@@ -746,6 +752,7 @@ export class AmqpTransport implements Transport {
       properties: this.#linkProperties(options.channel),
       ...(options.autoaccept === undefined ? {} : { autoaccept: options.autoaccept }),
       ...(options.credit_window === undefined ? {} : { credit_window: options.credit_window }),
+      ...(options.snd_settle_mode === undefined ? {} : { snd_settle_mode: options.snd_settle_mode }),
       ...(options.rcv_settle_mode === undefined ? {} : { rcv_settle_mode: options.rcv_settle_mode }),
     });
     if (connection.state === 'closed') {
@@ -814,7 +821,8 @@ export class AmqpTransport implements Transport {
       const address = `${connection.path}/twin`;
       const channel = `twin:${randomUUID()}`;
       const sender = await this.#sender(connection, address, { channel, snd_settle_mode: 1, rcv_settle_mode: 0 });
-      const receiver = await this.#receiver(connection, address, { channel, rcv_settle_mode: 0 });
+      // Both twin links ask for pre-settled transfers, as the Node SDK attaches them (captures/amqp-amqp.txt).
+      const receiver = await this.#receiver(connection, address, { channel, snd_settle_mode: 1, rcv_settle_mode: 0 });
       receiver.on(ReceiverEvents.message, (context: EventContext) => this.#twinMessage(connection, context.message));
       return { sender, receiver };
     });
