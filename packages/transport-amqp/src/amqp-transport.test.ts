@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
-import type { AddressInfo } from 'node:net';
+import { type AddressInfo, createServer as createTcpServer, type Socket, connect as tcpConnect } from 'node:net';
 import { createServer } from 'node:tls';
 import type { TransportCredentials } from '@fieldhub/device-core/transport';
 import { HubError } from '@fieldhub/protocol';
@@ -362,6 +362,37 @@ describe('AmqpTransport against a scripted AMQP peer', () => {
     } finally {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => silent.close(resolve));
+    }
+  });
+
+  it('reports a hub that vanishes (no frames, socket still open) as lost once the idle timeout passes', async () => {
+    const hub = await startFakeHub();
+    hubs.push(hub);
+    // A TCP relay that can go silent in both directions without closing anything: a vanished peer.
+    let silent = false;
+    const relayed = new Set<Socket>();
+    const relay = createTcpServer((client) => {
+      const upstream = tcpConnect(hub.port, '127.0.0.1');
+      relayed.add(client).add(upstream);
+      client.on('data', (data) => silent || upstream.write(data));
+      upstream.on('data', (data) => silent || client.write(data));
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    relay.listen(0, '127.0.0.1');
+    await once(relay, 'listening');
+    try {
+      const transport = amqp({ port: (relay.address() as AddressInfo).port, keepAliveSeconds: 1 }).create();
+      transports.push(transport as AmqpTransport);
+      const { recorded, events } = recorder();
+      await transport.connect({ credentials: credentials(), ca: fakeHubCa, timeoutMs: 5_000 }, events);
+      silent = true;
+      await until(() => recorded.disconnected.length === 1, 'the idle timeout');
+      expect(recorded.disconnected[0]).toMatchObject({ name: 'ConnectionError', isRetryable: true });
+      expect(transport.connected).toBe(false);
+    } finally {
+      for (const socket of relayed) socket.destroy();
+      await new Promise((resolve) => relay.close(resolve));
     }
   });
 
