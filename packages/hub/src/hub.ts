@@ -1,12 +1,14 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:https';
 import { join } from 'node:path';
+import { parseConnectionString } from '@fieldhub/protocol';
 import pino, { type Logger } from 'pino';
 import type { Bus } from './bus/bus';
 import { createLocalBus } from './bus/local/local-bus';
-import { type HubConfig, type HubConfigInput, resolveConfig } from './config';
+import { defaultPorts, type HubConfig, type HubConfigInput, resolveConfig } from './config';
 import type { CoreContext } from './core/context';
 import { createHubCore, type HubCore } from './core/hub-core';
+import { type AmqpHead, createAmqpHead } from './heads/amqp/amqp-head';
 import { registerHttpRoutes } from './heads/http/routes/index';
 import { createHttpServer } from './heads/http/server';
 import { createMqttHead, type MqttHead } from './heads/mqtt/mqtt-head';
@@ -18,12 +20,21 @@ import { ensureTlsMaterial, type TlsMaterial } from './tls/dev-certificates';
 /** What `hub.json` holds: the contract for tools and tests (`<dataDir>/hub.json`). */
 export interface HubInfo {
   readonly hostName: string;
-  /** Listening ports; `null` for a protocol head this build does not serve yet. */
+  /**
+   * Listening ports: MQTT over TLS, AMQP over TLS, HTTPS (REST, device HTTPS, and MQTT and AMQP over WebSockets at
+   * `/$iothub/websocket`). `null` for a protocol head this build does not serve.
+   */
   readonly ports: { readonly mqtt: number | null; readonly amqp: number | null; readonly https: number };
   /** Path of the CA certificate (PEM) that signed the server certificate. */
   readonly caCertificate: string;
   /** Connection string of the `iothubowner` policy. */
   readonly serviceConnectionString: string;
+  /**
+   * The built-in endpoint's Event Hubs-compatible connection string (protocol-service.md §4.1), with the
+   * `iothubowner` key: `Endpoint=sb://{host}[:{amqpPort}]/;SharedAccessKeyName=iothubowner;SharedAccessKey={key};
+   * EntityPath={hubName}`. The port is written when it is not 5671 (`@azure/event-hubs` reads it from Endpoint).
+   */
+  readonly eventHubConnectionString: string;
 }
 
 /** A composed hub. `start()` listens and writes `hub.json`; `stop()` drains and closes. */
@@ -61,6 +72,7 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
   let server: Server | undefined;
   let closeApp: (() => Promise<void>) | undefined;
   let mqtt: MqttHead | undefined;
+  let amqp: AmqpHead | undefined;
   let info: HubInfo | undefined;
   let stopping: Promise<void> | undefined;
 
@@ -87,19 +99,26 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
     server = http.server;
     closeApp = () => http.app.close();
     mqtt = createMqttHead(core, { tls, logger, metrics });
+    amqp = createAmqpHead(core, { tls, logger, metrics });
     const mqttHead = mqtt;
+    const amqpHead = amqp;
+    // Both heads serve `/$iothub/websocket`: the subprotocol (`AMQPWSB10` or `mqtt`) decides.
     server.on('upgrade', (request, socket, head) => {
-      if (mqttHead.acceptsUpgrade(request)) mqttHead.handleUpgrade(request, socket, head);
+      if (amqpHead.acceptsUpgrade(request)) amqpHead.handleUpgrade(request, socket, head);
+      else if (mqttHead.acceptsUpgrade(request)) mqttHead.handleUpgrade(request, socket, head);
       else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
     const httpsPort = await listenHttps(server, config.ports.https, config.bind, logger);
     const mqttPort = await mqtt.listen(config.ports.mqtt, config.bind);
+    const amqpPort = await amqp.listen(config.ports.amqp, config.bind);
 
+    const serviceConnectionString = await core.policies.connectionString('iothubowner');
     info = {
       hostName: config.hostName,
-      ports: { mqtt: mqttPort, amqp: null, https: httpsPort },
+      ports: { mqtt: mqttPort, amqp: amqpPort, https: httpsPort },
       caCertificate: tls.caCertificatePath,
-      serviceConnectionString: await core.policies.connectionString('iothubowner'),
+      serviceConnectionString,
+      eventHubConnectionString: eventHubConnectionString(config, amqpPort, serviceConnectionString),
     };
     writeHubJson(config.dataDir, info);
     logger.info({ ports: info.ports, dataDir: config.dataDir }, 'hub listening');
@@ -108,9 +127,9 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
 
   async function stop(): Promise<void> {
     stopping ??= (async () => {
-      // Stop accepting first (device sessions, then the HTTPS app), then let in-flight requests finish, then stop
-      // timers and flush the store.
-      await mqtt?.close();
+      // Stop accepting first (MQTT sessions and AMQP connections, then the HTTPS app), then let in-flight requests
+      // finish, then stop timers and flush the store.
+      await Promise.all([mqtt?.close(), amqp?.close()]);
       // Fastify closes only servers it listened on itself; this one was listened on here (for the 8443 fallback).
       const serverClosed = closeServer(server);
       await closeApp?.();
@@ -189,6 +208,16 @@ async function listenHttps(server: Server, port: number, host: string, logger: L
     }
     throw error;
   }
+}
+
+/**
+ * The Event Hubs-compatible connection string of the built-in endpoint (protocol-service.md §4.1): the hub serves
+ * the Event Hubs protocol on its own AMQP port, with the hub name as the entity path and the `iothubowner` key.
+ */
+function eventHubConnectionString(config: HubConfig, amqpPort: number, serviceConnectionString: string): string {
+  const key = parseConnectionString(serviceConnectionString).sharedAccessKey ?? '';
+  const host = amqpPort === defaultPorts.amqp ? config.hostName : `${config.hostName}:${amqpPort}`;
+  return `Endpoint=sb://${host}/;SharedAccessKeyName=iothubowner;SharedAccessKey=${key};EntityPath=${config.hubName}`;
 }
 
 /** Writes hub.json atomically (tools may read it while the hub starts). */

@@ -7,6 +7,11 @@ export interface HubMetrics {
   recordOperation(operation: string, code: string, seconds: number): void;
   /** Sets the number of connected device sessions (by protocol). */
   setConnectedDevices(protocol: string, count: number): void;
+  /**
+   * Counts a connection event of a head by protocol (`amqp`, `amqp-ws`) and outcome: `opened` (the protocol's
+   * open was exchanged), or why the hub dropped it (`sasl`, `authentication-timeout`, `protocol`).
+   */
+  countConnection(protocol: string, outcome: string): void;
   /** Sets a device's cloud-to-device queue depth (summed into one gauge). */
   setQueueDepth(queue: string, depth: number): void;
   /** Adds work to run before each scrape (gauges read from the store, e.g. queue depths). */
@@ -45,6 +50,12 @@ export function createMetrics(): HubMetrics {
     labelNames: ['protocol'] as const,
     registers: [registry],
   });
+  const connections = new Counter({
+    name: 'fieldhub_connections_total',
+    help: 'Connections opened, and connections the hub dropped by reason, by protocol',
+    labelNames: ['protocol', 'outcome'] as const,
+    registers: [registry],
+  });
   const queues = new Gauge({
     name: 'fieldhub_queue_depth',
     help: 'Messages waiting, by queue (cloudToDevice, feedback)',
@@ -81,6 +92,9 @@ export function createMetrics(): HubMetrics {
     },
     setConnectedDevices(protocol, count) {
       connected.set({ protocol }, count);
+    },
+    countConnection(protocol, outcome) {
+      connections.inc({ protocol, outcome });
     },
     setQueueDepth(queue, depth) {
       queues.set({ queue }, depth);

@@ -205,9 +205,10 @@ function newKey(): string {
   return randomBytes(32).toString('base64');
 }
 
-// `host[/seg...]` -> [host, seg...], dropping empty segments (a trailing slash).
+// `[scheme://]host[/seg...]` -> [host, seg...], dropping empty segments (a trailing slash). AMQP clients sign their
+// CBS audience, scheme included: Event Hubs clients `sb://host/{entity}/...`, others `amqps://host/...` (§4.2).
 function splitResource(resourceUri: string): string[] {
-  const [host = '', ...rest] = resourceUri.split('/');
+  const [host = '', ...rest] = resourceUri.replace(/^[a-z][a-z0-9+.-]*:\/\//i, '').split('/');
   return [host, ...rest.filter((segment) => segment !== '')];
 }
 

@@ -179,7 +179,12 @@ function x509(scope: ConnectionAuthMethod['scope']): ConnectionAuthMethod {
   return { scope, type: 'x509', issuer: 'iothub' };
 }
 
-async function authenticateCertificate(
+/**
+ * Checks the TLS client certificate of an identity that authenticates with X.509 (§6): its thumbprint
+ * (`selfSigned`) or its chain to a verified CA whose leaf names the identity (`certificateAuthority`). Shared with
+ * the AMQP head, where a device that presented a certificate and did no CBS is authorized by it.
+ */
+export async function authenticateCertificate(
   record: DeviceRecord | ModuleRecord,
   deviceId: string,
   moduleId: string | undefined,
