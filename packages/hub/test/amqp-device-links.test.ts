@@ -276,6 +276,7 @@ describe('AMQP device links', () => {
     for (const deviceId of [
       'tele1',
       'tele2',
+      'tele3',
       'big1',
       'c2d1',
       'c2d2',
@@ -355,8 +356,47 @@ describe('AMQP device links', () => {
     });
     expect(badProperty).toMatchObject({ accepted: false, condition: 'com.microsoft:argument-error' });
     expect(await outcome(sender, { body: dataBody('fine') })).toEqual({ accepted: true });
+    // In one burst: a small message and one that fits 256 KB only without the hub's own stamps (the endpoint
+    // refuses it). Each gets its own outcome.
+    const [small, almost] = await Promise.all([
+      outcome(sender, { body: dataBody('small') }),
+      outcome(sender, { body: rheaMessage.data_section(Buffer.alloc(256 * 1024 - 8, 0x62)) }),
+    ]);
+    expect(small).toEqual({ accepted: true });
+    expect(almost).toMatchObject({ accepted: false, condition: 'amqp:link:message-size-exceeded' });
     const events = await endpointEvents((e) => e.deviceId === 'big1' && e.source === 'Telemetry');
-    expect(events.map((e) => Buffer.from(e.body).toString())).toEqual(['fine']);
+    expect(events.map((e) => Buffer.from(e.body).toString())).toEqual(['fine', 'small']);
+  });
+
+  it('gives each delivery its own outcome when a rejection and an acceptance go out together on one session', async () => {
+    // The Node SDK opens every link on one session; rhea folds dispositions of one turn into ranges.
+    const connection = await connectAs('tele3');
+    const session = await connection.createSession();
+    const telemetry = await session.createAwaitableSender({ target: { address: '/devices/tele3/messages/events' } });
+    const twin = await session.createAwaitableSender({ target: { address: '/devices/tele3/twin' } });
+    await session.createReceiver({ source: { address: '/devices/tele3/twin' } });
+    for (let round = 0; round < 5; round++) {
+      const [refused, request] = await Promise.all([
+        outcome(telemetry, { body: { not: 'bytes' } }),
+        outcome(twin, {
+          correlation_id: `get-${round}`,
+          message_annotations: { operation: 'GET' },
+          body: dataBody(' '),
+        }),
+      ]);
+      expect(refused).toMatchObject({ accepted: false, condition: 'com.microsoft:argument-error' });
+      expect(request).toEqual({ accepted: true });
+      const [request2, refused2] = await Promise.all([
+        outcome(twin, {
+          correlation_id: `get2-${round}`,
+          message_annotations: { operation: 'GET' },
+          body: dataBody(' '),
+        }),
+        outcome(telemetry, { body: { not: 'bytes' } }),
+      ]);
+      expect(request2).toEqual({ accepted: true });
+      expect(refused2).toMatchObject({ accepted: false, condition: 'com.microsoft:argument-error' });
+    }
   });
 
   it('delivers cloud-to-device messages with GUID tags: accept completes, reject dead-letters, release redelivers', async () => {

@@ -20,6 +20,7 @@ import { type MethodRequest, type MethodResponse, methodSubject } from '../../..
 import { bodyBytes, messageIdText, uuidBytes } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
 import { OutgoingLink } from './outgoing-link';
+import { settleReceived } from './settlement';
 
 interface PendingCall {
   readonly resolve: (response: MethodResponse) => void;
@@ -140,7 +141,7 @@ export class MethodChannel {
 
   private onResponse(event: EventContext): void {
     const { delivery, message } = event;
-    if (delivery && !delivery.remote_settled) delivery.accept();
+    if (delivery) settleReceived(delivery);
     if (!message) return;
     const id = messageIdText(message.correlation_id)?.toLowerCase();
     const call = id === undefined ? undefined : this.pending.get(id);

@@ -22,6 +22,7 @@ import type { SessionIdentity } from '../../mqtt/session';
 import { endpointInput, withinTelemetryLimit } from '../../mqtt/telemetry-ingest';
 import { type AmqpConnectionContext, type AmqpError, AmqpErrorConditions } from '../contract';
 import { amqpErrorOf, bodyBytes, messageIdText, propertyText, textOf } from './amqp-values';
+import { settleReceived } from './settlement';
 
 /** Application properties that carry system properties over AMQP. */
 const systemApplicationProperties: Record<string, keyof MessageSystemProperties> = {
@@ -139,7 +140,7 @@ export class TelemetryLink {
 
   /** Settles a delivery and grants the credit it used back. */
   private settle(delivery: Delivery, error: AmqpError | undefined): void {
-    settle(delivery, error);
+    settleReceived(delivery, error);
     if (!this.stopped && this.receiver.is_open()) this.receiver.add_credit(1);
   }
 
@@ -208,11 +209,4 @@ export class TelemetryLink {
     );
     this.settle(delivery, amqpError);
   }
-}
-
-/** Settles a telemetry delivery: accepted, or rejected with `error`. A pre-settled delivery gets no outcome. */
-function settle(delivery: Delivery, error: AmqpError | undefined): void {
-  if (delivery.remote_settled || delivery.link.is_closed()) return;
-  if (error === undefined) delivery.accept();
-  else delivery.reject({ condition: error.condition, description: error.description });
 }

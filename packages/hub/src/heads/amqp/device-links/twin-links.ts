@@ -22,6 +22,7 @@ import { type DesiredChangeNotification, desiredSubject } from '../../../core/tw
 import { bodyBytes, textOf } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
 import { OutgoingLink } from './outgoing-link';
+import { settleReceived } from './settlement';
 
 const desiredResource = '/notifications/twin/properties/desired';
 const reportedResource = '/properties/reported';
@@ -112,7 +113,7 @@ export class TwinChannel {
     if (!message) return;
     // Twin requests are answered on the response link; the transfer itself is always accepted (Node sends them
     // pre-settled, §3.3).
-    if (delivery && !delivery.remote_settled) delivery.accept();
+    if (delivery) settleReceived(delivery);
     if (!this.attachment.active) return;
     const channel = channelOf(receiver);
     const correlationId: unknown = message.correlation_id;
