@@ -70,7 +70,11 @@ export interface AmqpTransportOptions {
   readonly productInfo?: string;
 }
 
-/** What the AMQP transport can do (protocol-device.md §3): every settlement, in-place token renewal. */
+/**
+ * What the AMQP transport can do (protocol-device.md §3): every settlement, in-place token renewal. No telemetry
+ * batches: Azure's batched message format (0x80013700) is not in the reference and the hub's telemetry link takes
+ * one message per delivery, so the connection manager sends a batch's messages one by one (pipelined on the link).
+ */
 export const amqpCapabilities: TransportCapabilities = Object.freeze({
   twin: true,
   directMethods: true,
