@@ -754,6 +754,13 @@ describe('AMQP device links', () => {
     try {
       expect(await stolenByMqtt).toMatchObject({ condition: 'amqp:link:stolen' });
       expect(await connectionState('evict1')).toBe('Connected');
+      // And AMQP takes over from MQTT: the MQTT connection is closed.
+      const mqttClosed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+      const newest = await connectAs('evict1');
+      const newestSender = await telemetrySender(newest, '/devices/evict1/messages/events');
+      await mqttClosed;
+      expect(await outcome(newestSender, { body: dataBody('newest') })).toEqual({ accepted: true });
+      expect(await connectionState('evict1')).toBe('Connected');
     } finally {
       await client.endAsync(true);
     }
