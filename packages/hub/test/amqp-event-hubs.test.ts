@@ -532,4 +532,28 @@ describe('AMQP Event Hubs-compatible endpoint', () => {
       await expect.poll(() => telemetry.openReaders).toBe(before);
     });
   });
+
+  // Last: it restarts the shared hub.
+  it('keeps the event hub creation time and the partitions across a restart', async () => {
+    const read = async () => {
+      const node = await management(await serviceConnection());
+      const hubAnswer = await node.request({ operation: 'READ', name: hubName, type: 'com.microsoft:eventhub' });
+      const partitionAnswer = await node.request({
+        operation: 'READ',
+        name: hubName,
+        type: 'com.microsoft:partition',
+        partition: '2',
+      });
+      return {
+        hub: hubAnswer.body as Record<string, unknown>,
+        partition: partitionAnswer.body as Record<string, unknown>,
+      };
+    };
+    const before = await read();
+    for (const connection of connections.splice(0)) await connection.close();
+    await testHub.restart();
+    const after = await read();
+    expect(after.hub.created_at).toEqual(before.hub.created_at);
+    expect(after.partition.last_enqueued_sequence_number).toBe(before.partition.last_enqueued_sequence_number);
+  });
 });
