@@ -25,7 +25,7 @@
  * - A refused receiver (bad filter, lower epoch, quota) is attached and detached at once with the error, which is
  *   how an AMQP 1.0 server refuses a link and what `@azure/event-hubs` surfaces as the typed error.
  */
-import { HubError } from '@fieldhub/protocol';
+import { ArgumentError, HubError } from '@fieldhub/protocol';
 import type { Sender } from 'rhea';
 import rhea from 'rhea';
 import { Permissions } from '../../../core/context';
@@ -113,6 +113,14 @@ class PartitionPump implements LinkHandle {
   start(): void {
     this.run().catch((error: unknown) => {
       if (this.closed) return;
+      // The consumer group deleted between attach and read, or a position the core refuses: the peer's to fix.
+      if (error instanceof HubError && (error.code === 'ResourceNotFound' || error instanceof ArgumentError)) {
+        this.detach({
+          condition: error instanceof ArgumentError ? AmqpErrorConditions.argumentError : AmqpErrorConditions.notFound,
+          description: error.message,
+        });
+        return;
+      }
       this.context.logger.error(
         { ...this.context.describe(), err: error, partition: this.options.partition },
         'event hubs partition receiver failed',
