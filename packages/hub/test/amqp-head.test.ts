@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { createSasToken } from '@fieldhub/auth';
+import { certificateThumbprint, createSasToken, createSelfSignedCertificate } from '@fieldhub/auth';
 import { parseConnectionString } from '@fieldhub/protocol';
 import pino from 'pino';
 import type { Connection, ConnectionOptions, EventContext, Message, Receiver, Sender } from 'rhea';
@@ -94,8 +94,8 @@ describe('AMQP head: connections, SASL, CBS, routing', () => {
   const keys = new Map<string, string>();
   const connections: Connection[] = [];
 
-  const createDevice = async (deviceId: string): Promise<string> => {
-    const response = await testHub.request('PUT', `/devices/${deviceId}`, { body: { deviceId } });
+  const createDevice = async (deviceId: string, body: Record<string, unknown> = {}): Promise<string> => {
+    const response = await testHub.request('PUT', `/devices/${deviceId}`, { body: { deviceId, ...body } });
     expect(response.status).toBe(200);
     const key = (response.json as { authentication: { symmetricKey: { primaryKey: string } } }).authentication
       .symmetricKey.primaryKey;
@@ -200,7 +200,7 @@ describe('AMQP head: connections, SASL, CBS, routing', () => {
       receiver.once('message', (context: EventContext) => resolve(context.message as Message)),
     );
 
-  /** Resolves when the TCP socket closes (the peer closed or dropped it). */
+  /** Writes `bytes` on a raw TLS connection; resolves with what the hub sent once it closed the socket. */
   const rawSocketClosed = (bytes: Buffer) =>
     new Promise<{ received: Buffer }>((resolve, reject) => {
       const chunks: Buffer[] = [];
@@ -449,6 +449,161 @@ describe('AMQP head: connections, SASL, CBS, routing', () => {
     expect((await putToken(connection, audience, await deviceToken('amqp-dev1'))).status).toBe(200);
     // The hub's own head has the real routes: an unknown address is not found, over WebSockets too.
     expect((await attach(connection, 'receiver', '/nowhere')).error?.condition).toBe(AmqpErrorConditions.notFound);
+  });
+
+  it('accepts the audiences and tokens of Event Hubs clients (sb://host/{entity}/...)', async () => {
+    const connection = await connect();
+    const entity = testHub.hub.config.hubName;
+    for (const audience of [
+      `sb://localhost:${port}/${entity}/ConsumerGroups/$default/Partitions/0`,
+      `sb://localhost:${port}/${entity}/$management`,
+    ]) {
+      // As @azure/event-hubs signs: sr = the URL-encoded audience, with the policy name.
+      const token = await createSasToken({ resourceUri: audience, key: policyKey(), keyName: 'iothubowner' });
+      expect(await putToken(connection, audience, token)).toEqual({ status: 200, description: 'OK' });
+    }
+    const { link } = await attach(connection, 'receiver', '/service/test');
+    expect((await nextMessage(link as Receiver)).body).toBe('hello service');
+    // A token for another host is refused.
+    const elsewhere = await createSasToken({
+      resourceUri: 'sb://elsewhere/x',
+      key: policyKey(),
+      keyName: 'iothubowner',
+    });
+    expect((await putToken(connection, 'sb://elsewhere/x', elsewhere)).status).toBe(401);
+  });
+
+  it('accepts DeviceConnect policy tokens for a device scope, and module tokens', async () => {
+    const connection = await connect();
+    const deviceKey = parseConnectionString(await testHub.hub.core.policies.connectionString('device')).sharedAccessKey;
+    const policyToken = await createSasToken({
+      resourceUri: 'localhost/devices/amqp-dev3',
+      key: deviceKey as string,
+      keyName: 'device',
+    });
+    expect((await putToken(connection, 'localhost/devices/amqp-dev3', policyToken)).status).toBe(200);
+    expect((await attach(connection, 'receiver', '/devices/amqp-dev3/test')).link).toBeDefined();
+    // The service policy does not grant DeviceConnect.
+    const serviceToken = await createSasToken({
+      resourceUri: 'localhost/devices/amqp-dev2',
+      key: await policyKeyOf('service'),
+      keyName: 'service',
+    });
+    expect((await putToken(connection, 'localhost/devices/amqp-dev2', serviceToken)).status).toBe(401);
+
+    const module = await testHub.request('PUT', '/devices/amqp-dev3/modules/m1', {
+      body: { deviceId: 'amqp-dev3', moduleId: 'm1' },
+    });
+    expect(module.status).toBe(200);
+    const moduleKey = (module.json as { authentication: { symmetricKey: { primaryKey: string } } }).authentication
+      .symmetricKey.primaryKey;
+    const moduleToken = await createSasToken({ resourceUri: 'localhost/devices/amqp-dev3/modules/m1', key: moduleKey });
+    const moduleConnection = await connect();
+    expect(
+      (await putToken(moduleConnection, 'localhost%2Fdevices%2Famqp-dev3%2Fmodules%2Fm1', moduleToken)).status,
+    ).toBe(200);
+    // A module's token does not authorize its device.
+    expect((await attach(moduleConnection, 'receiver', '/devices/amqp-dev3/test')).error?.condition).toBe(
+      AmqpErrorConditions.unauthorizedAccess,
+    );
+  });
+
+  it('authorizes a device by the TLS client certificate it presented, without CBS', async () => {
+    const certificate = await createSelfSignedCertificate({ commonName: 'amqp-x509' });
+    await createDevice('amqp-x509', {
+      authentication: {
+        type: 'selfSigned',
+        x509Thumbprint: {
+          primaryThumbprint: certificateThumbprint(certificate.certificate, 'sha1'),
+          secondaryThumbprint: null,
+        },
+      },
+    });
+    const connection = await connect({
+      cert: certificate.certificate,
+      key: certificate.privateKey,
+    } as Partial<ConnectionOptions>);
+    const { link } = await attach(connection, 'receiver', '/devices/amqp-x509/test');
+    expect((await nextMessage(link as Receiver)).body).toBe('hello amqp-x509');
+    // The certificate names one device only; SAS devices are not authorized by it.
+    expect((await attach(connection, 'receiver', '/devices/amqp-dev1/test')).error?.condition).toBe(
+      AmqpErrorConditions.unauthorizedAccess,
+    );
+
+    const stranger = await createSelfSignedCertificate({ commonName: 'amqp-x509' });
+    const refused = await connect({
+      cert: stranger.certificate,
+      key: stranger.privateKey,
+    } as Partial<ConnectionOptions>);
+    expect((await attach(refused, 'receiver', '/devices/amqp-x509/test')).error?.condition).toBe(
+      AmqpErrorConditions.unauthorizedAccess,
+    );
+  });
+
+  it('drops a client that sends a frame before open, or an unknown SASL mechanism', async () => {
+    const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
+    // A begin (descriptor 0x11) on channel 0 before any open.
+    const begin = Buffer.from([0, 0, 0, 12, 2, 0, 0, 0, 0x00, 0x53, 0x11, 0x45]);
+    const early = await rawSocketClosed(Buffer.concat([header, begin]));
+    // Our protocol header, and no open: nothing was accepted.
+    expect(early.received.length).toBeLessThanOrEqual(8);
+
+    const saslHeader = Buffer.from([0x41, 0x4d, 0x51, 0x50, 3, 1, 0, 0]);
+    // sasl-init (descriptor 0x41) with mechanism FOO.
+    const init = Buffer.from([0, 0, 0, 19, 2, 1, 0, 0, 0x00, 0x53, 0x41, 0xc0, 6, 1, 0xa3, 3, 0x46, 0x4f, 0x4f]);
+    const { received } = await rawSocketClosed(Buffer.concat([saslHeader, init]));
+    // The outcome (descriptor 0x44) says auth (1), then the socket closed.
+    const outcome = received.indexOf(Buffer.from([0x00, 0x53, 0x44]));
+    expect(outcome).toBeGreaterThan(0);
+    expect(received.subarray(outcome).includes(Buffer.from([0x50, 0x01]))).toBe(true);
+  });
+
+  it('drops a client announcing a frame larger than its max frame size', async () => {
+    const header = Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 1, 0, 0]);
+    const huge = Buffer.from([0x10, 0, 0, 0, 2, 0, 0, 0]);
+    const { received } = await rawSocketClosed(Buffer.concat([header, huge]));
+    expect(received.subarray(0, 4).toString('latin1')).toBe('AMQP');
+  });
+
+  it('serves AMQP over WebSockets at /$servicebus/websocket too', async () => {
+    const connection = await connect({
+      connection_details: rhea.websocket_connect(WebSocket as never)(
+        `wss://127.0.0.1:${testHub.info.ports.https}/$servicebus/websocket`,
+        ['AMQPWSB10'],
+        { ca: testHub.ca, servername: 'localhost' },
+      ),
+    } as Partial<ConnectionOptions>);
+    expect((await putToken(connection, 'localhost/devices/amqp-dev1', await deviceToken('amqp-dev1'))).status).toBe(
+      200,
+    );
+  });
+
+  it('counts AMQP connections in the metrics', async () => {
+    await connect({ port: testHub.info.ports.amqp as number });
+    const metrics = await testHub.request('GET', '/metrics', { apiVersion: false });
+    expect(metrics.text).toMatch(/fieldhub_connected_devices\{protocol="amqp"\} [1-9]/);
+    expect(metrics.text).toMatch(/fieldhub_connections_total\{protocol="amqp",outcome="opened"\} [1-9]/);
+  });
+
+  it('closes every connection with amqp:connection:forced when the head closes', async () => {
+    const tls = await ensureTlsMaterial(testHub.dataDir, 'localhost', pino({ level: 'silent' }));
+    const other = createAmqpHead(testHub.hub.core, {
+      tls,
+      logger: pino({ level: 'silent' }),
+      metrics: createMetrics(),
+      routes: testRoutes(events),
+    });
+    const otherPort = await other.listen(0, '127.0.0.1');
+    const connection = await connect({ port: otherPort });
+    expect(other.connectedCount).toBe(1);
+    const closed = new Promise<string | undefined>((resolve) =>
+      connection.once('connection_close', () =>
+        resolve((connection.error as { condition?: string } | undefined)?.condition),
+      ),
+    );
+    await other.close();
+    expect(await closed).toBe(AmqpErrorConditions.connectionForced);
+    expect(other.connectedCount).toBe(0);
   });
 
   it('serves the hub AMQP port with the real head', async () => {

@@ -56,6 +56,8 @@ export const defaultAmqpConnectionLimits: AmqpConnectionLimits = {
   maxSessions: 4096,
   maxLinks: 8192,
   cbsCredit: 16,
+  // 25 messages of the largest size in flight at once, over all links of a connection.
+  maxPartialBytes: 8 * 1024 * 1024,
 };
 
 /** Options of {@link createAmqpHead}. */

@@ -70,6 +70,11 @@ export interface AmqpConnectionLimits {
   readonly maxLinks: number;
   /** Credit on the `$cbs` link the peer sends put-token requests on. */
   readonly cbsCredit: number;
+  /**
+   * Bytes of messages received in part (multi-frame transfers not finished yet), over all links of a connection;
+   * more closes the connection (`amqp:resource-limit-exceeded`).
+   */
+  readonly maxPartialBytes: number;
 }
 
 /** What the connections of one head share. */
@@ -138,6 +143,8 @@ export class AmqpConnection implements AmqpConnectionContext {
   private readonly transfers = new WeakMap<LinkInternals, TransferState>();
   private readonly cleanups = new Set<Promise<void>>();
   private readonly authenticationTimer: NodeJS.Timeout;
+  /** Bytes of messages received in part (their first frames buffered by rhea), over all links. */
+  private partialBytes = 0;
   private everAuthorized = false;
   private isOpen = false;
   private ending = false;
@@ -238,7 +245,11 @@ export class AmqpConnection implements AmqpConnectionContext {
     let pending = this.certificates.get(key);
     if (!pending) {
       pending = this.authenticateWithCertificate(deviceId, moduleId, certificate);
-      this.certificates.set(key, pending);
+      // One check per identity and connection (a certificate does not change); bounded like the links.
+      if (this.certificates.size < this.shared.limits.maxLinks) {
+        this.certificates.set(key, pending);
+        pending.catch(() => this.certificates.delete(key));
+      }
     }
     const principal = await pending;
     return principal && this.principals.has(`device:${key}`) ? principal : undefined;
@@ -688,6 +699,7 @@ export class AmqpConnection implements AmqpConnectionContext {
     }
     record.phase = 'closed';
     this.links.delete(record.link);
+    this.forgetPartial(record.link);
     this.closeHandle(record);
     record.link.close(toRheaError(error));
   }
@@ -738,6 +750,7 @@ export class AmqpConnection implements AmqpConnectionContext {
       record.phase = 'closed';
       this.links.delete(link);
       if (link.is_sender()) this.cbsSenders.delete(link as Sender);
+      else this.forgetPartial(link);
       this.closeHandle(record);
     };
     const events = link.is_sender() ? ['sender_close', 'sender_error'] : ['receiver_close', 'receiver_error'];
@@ -795,17 +808,17 @@ export class AmqpConnection implements AmqpConnectionContext {
         original(frame, receiver);
         return;
       }
-      let state = this.transfers.get(receiver);
-      if (!state) {
-        state = { bytes: 0, dropping: false };
-        this.transfers.set(receiver, state);
-      }
+      const state = this.transferState(receiver);
+      const length = frame.payload?.length ?? 0;
       const continuing = receiver._incomplete !== undefined;
-      if (continuing && state.dropping) {
-        skip(frame, receiver, state);
-        return;
-      }
-      if (!continuing) {
+      if (continuing) {
+        // The rest of a message on a link the hub detached meanwhile.
+        if (!state.dropping && !receiver.is_open()) this.forgetPartial(receiver);
+        if (state.dropping) {
+          skip(frame, receiver, state);
+          return;
+        }
+      } else {
         state.bytes = 0;
         if (!receiver.is_open()) {
           dropFirst(frame, receiver, state);
@@ -820,9 +833,10 @@ export class AmqpConnection implements AmqpConnectionContext {
           return;
         }
       }
-      state.bytes += frame.payload?.length ?? 0;
+      state.bytes += length;
       if (state.bytes > max) {
         if (continuing) {
+          this.partialBytes -= state.bytes - length;
           state.dropping = true;
           if (receiver._incomplete) receiver._incomplete.frames = [];
           skip(frame, receiver, state);
@@ -839,8 +853,42 @@ export class AmqpConnection implements AmqpConnectionContext {
         });
         return;
       }
+      if (frame.performative.more) this.partialBytes += length;
+      else if (continuing) this.partialBytes -= state.bytes - length;
       original(frame, receiver);
+      if (this.partialBytes > this.shared.limits.maxPartialBytes) {
+        this.logger.warn(
+          { ...this.describe(), bytes: this.partialBytes },
+          'amqp connection holds too many unfinished messages; dropping the client',
+        );
+        this.drop(
+          {
+            condition: AmqpErrorConditions.resourceLimitExceeded,
+            description: `More than ${this.shared.limits.maxPartialBytes} bytes of unfinished messages`,
+          },
+          'protocol',
+        );
+      }
     };
+  }
+
+  private transferState(receiver: LinkInternals): TransferState {
+    let state = this.transfers.get(receiver);
+    if (!state) {
+      state = { bytes: 0, dropping: false };
+      this.transfers.set(receiver, state);
+    }
+    return state;
+  }
+
+  /** A link closed mid-message: its buffered frames no longer count, the rest of the message is skipped. */
+  private forgetPartial(link: LinkInternals): void {
+    const state = this.transfers.get(link);
+    if (!state || state.dropping || link._incomplete === undefined) return;
+    this.partialBytes -= state.bytes;
+    state.bytes = 0;
+    state.dropping = true;
+    link._incomplete.frames = [];
   }
 
   private detachLink(link: LinkInternals, error: AmqpError): void {
