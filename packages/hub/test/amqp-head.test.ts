@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -464,6 +464,20 @@ describe('AMQP head: connections, SASL, CBS, routing', () => {
     }
     const { link } = await attach(connection, 'receiver', '/service/test');
     expect((await nextMessage(link as Receiver)).body).toBe('hello service');
+
+    // @azure/core-amqp keys the HMAC with the key's text: sr and skn URL-encoded, sig URL-encoded base64.
+    const audience = `sb://localhost:${port}/${entity}/ConsumerGroups/$default/Partitions/1`;
+    const se = Math.floor(Date.now() / 1000) + 3600;
+    const sr = encodeURIComponent(audience);
+    const sig = encodeURIComponent(createHmac('sha256', policyKey()).update(`${sr}\n${se}`).digest('base64'));
+    const eventHubsToken = `SharedAccessSignature sr=${sr}&sig=${sig}&se=${se}&skn=iothubowner`;
+    const eventHubs = await connect();
+    expect(await putToken(eventHubs, audience, eventHubsToken)).toEqual({ status: 200, description: 'OK' });
+    expect((await attach(eventHubs, 'receiver', '/service/test')).link).toBeDefined();
+    const wrongSig = encodeURIComponent(createHmac('sha256', 'not the key').update(`${sr}\n${se}`).digest('base64'));
+    const forged = `SharedAccessSignature sr=${sr}&sig=${wrongSig}&se=${se}&skn=iothubowner`;
+    expect((await putToken(eventHubs, audience, forged)).status).toBe(401);
+
     // A token for another host is refused.
     const elsewhere = await createSasToken({
       resourceUri: 'sb://elsewhere/x',

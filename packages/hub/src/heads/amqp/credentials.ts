@@ -3,7 +3,8 @@
  * §4.2): a CBS `put-token` (audience + SAS token) or a SASL PLAIN username and password. The checks are the ones
  * every head shares: device tokens through `checkDeviceSasToken` / `resourceCovers` (the MQTT head's), policy
  * tokens through `core.policies` (`authorizeServiceToken`, `authorizeDeviceConnectPolicyToken`); nothing here signs
- * or hashes on its own except comparing a policy key presented as a PLAIN password.
+ * or hashes on its own except comparing a policy key presented as a PLAIN password. Policy tokens signed as Event
+ * Hubs clients sign them (HMAC keyed with the key's text rather than its decoded bytes) are accepted on CBS too.
  *
  * Decisions where the reference is silent:
  * - The audience decides what is asked for: one naming `devices/{d}[/modules/{m}]` asks for that device (a device
@@ -100,7 +101,18 @@ export async function checkToken(
       // Verifies host, signature and expiry; the permission is the policy's own, so it holds by construction.
       await core.policies.authorizeServiceToken(token, policy.permissions[0] ?? 'ServiceConnect');
     } catch (error) {
-      return refuse(401, (error as Error).message);
+      // Event Hubs and Service Bus clients (@azure/core-amqp `createToken`) key the HMAC with the key's text, not
+      // the bytes it encodes: the same check over the text's bytes (base64 of its UTF-8 for checkDeviceSasToken).
+      const textKeys = [policy.primaryKey, policy.secondaryKey].map((key) =>
+        Buffer.from(key, 'utf8').toString('base64'),
+      );
+      const onThisHub = normalizeHost(parseAudience(parsed.resourceUri).host) === normalizeHost(core.context.hostName);
+      if (
+        !onThisHub ||
+        checkDeviceSasToken(parsed, textKeys, core.context.now(), options.clockSkewSeconds) !== undefined
+      ) {
+        return refuse(401, (error as Error).message);
+      }
     }
     const principal: ServicePrincipal = {
       kind: 'service',
