@@ -342,8 +342,8 @@ export class AmqpEndpoint {
       reconnect: false,
       container_id: randomUUID(),
       operationTimeoutInSeconds: Math.max(1, Math.ceil(settings.timeoutMs / 1000)),
-      // The hub closes connections idle for 4 min; rhea answers with empty frames at half of what we announce.
-      idle_time_out: 120_000,
+      // No idle timeout of our own (as azure-iothub): rhea still sends empty frames at half the hub's, and a local
+      // one would leave rhea's input timer armed after the close, holding the process open for twice its length.
     };
     if (target.webSocketUrl !== undefined) {
       options.webSocketOptions = {

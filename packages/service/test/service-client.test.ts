@@ -1,4 +1,7 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import {
   AbortError,
   ArgumentError,
@@ -7,7 +10,7 @@ import {
   HubError,
   TimeoutError,
 } from '@fieldhub/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { type MethodRequest, methodSubject } from '../../hub/src/core/direct-methods';
 import { startTestHub, type TestHub } from '../../hub/test/helpers/test-hub';
 import { createServiceClient, type ServiceClient, type TelemetryEvent } from '../src/index';
@@ -587,6 +590,43 @@ describe('@fieldhub/service against a real hub', () => {
       await client.cloudToDevice.send('c2d-1', { body: 'over ws', messageId: 'ws-1' });
       const delivery = await testHub.hub.core.cloudToDevice.receive('c2d-1');
       expect(delivery?.message.messageId).toBe('ws-1');
+      await testHub.hub.core.cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
+    });
+
+    it('lets a Node process exit once the client is closed (nothing left holding the event loop)', async () => {
+      const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+      // The built package, as a tool such as the CLI loads it (built by `npm run build`).
+      if (!existsSync(dist)) throw new Error(`build @fieldhub/service first: ${dist} is missing`);
+      const script = `
+        const { createServiceClient } = await import(${JSON.stringify(dist)});
+        const service = createServiceClient(JSON.parse(process.env.OPTIONS));
+        await service.cloudToDevice.send('c2d-1', { body: 'from a child', messageId: 'child-1' });
+        for await (const event of service.telemetry.read({ from: 'earliest' })) break;
+        try {
+          for await (const record of service.cloudToDevice.feedback({ signal: AbortSignal.timeout(200) })) break;
+        } catch (error) {
+          if (error.name !== 'AbortError') throw error;
+        }
+        await service.close();
+      `;
+      await testHub.hub.core.telemetry.append({ deviceId: 'child', body: new Uint8Array([1]) });
+      const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+        env: { ...process.env, OPTIONS: JSON.stringify({ connectionString, ca: testHub.ca, amqpPort: amqpPort() }) },
+        stdio: ['ignore', 'ignore', 'pipe'],
+      });
+      // A child that does not exit fails the test by its timeout; it must not outlive it.
+      onTestFinished(() => {
+        child.kill();
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk) => {
+        stderr += chunk;
+      });
+      const code = await new Promise((resolve) => child.once('exit', resolve));
+      expect(stderr).toBe('');
+      expect(code).toBe(0);
+      const delivery = await testHub.hub.core.cloudToDevice.receive('c2d-1');
+      expect(delivery?.message.messageId).toBe('child-1');
       await testHub.hub.core.cloudToDevice.complete('c2d-1', delivery?.lockToken ?? '');
     });
 
