@@ -550,6 +550,16 @@ describe('@fieldhub/service against a real hub', () => {
       expect(await failure(take(client.telemetry.read(), 1))).toBeInstanceOf(AuthenticationError);
     });
 
+    it('maps a wrong key (CBS put-token refused) to AuthenticationError', async () => {
+      const wrong = connectionString.replace(
+        /SharedAccessKey=[^;]+/,
+        `SharedAccessKey=${Buffer.alloc(32, 7).toString('base64')}`,
+      );
+      await using client = createServiceClient({ connectionString: wrong, ca: testHub.ca, amqpPort: amqpPort() });
+      expect(await failure(client.cloudToDevice.send('c2d-1', { body: 'x' }))).toBeInstanceOf(AuthenticationError);
+      expect(await failure(take(client.telemetry.read(), 1))).toBeInstanceOf(AuthenticationError);
+    });
+
     it('sends 50 messages at once on one link, in order, without a MaxListenersExceededWarning', async () => {
       await service.devices.create('c2d-burst');
       const warnings: Error[] = [];
