@@ -61,6 +61,8 @@ interface ClientPlan {
   properties?: boolean;
   /** Read (every partition, or `partitionId`) until these message ids arrived. */
   expectMessageIds?: string[];
+  /** Read until the lifecycle event of this device arrived. */
+  expectLifecycleOf?: string;
   partitionId?: string;
   /** Start position: a sequence number to resume after (exclusive, as a checkpoint), else the earliest event. */
   afterSequenceNumber?: number;
@@ -93,8 +95,9 @@ try {
     report.partitions = [];
     for (const id of report.partitionIds) report.partitions.push(await client.getPartitionProperties(id));
   }
-  if (plan.expectMessageIds) {
-    const waiting = new Set(plan.expectMessageIds);
+  if (plan.expectMessageIds || plan.expectLifecycleOf) {
+    const waiting = new Set(plan.expectMessageIds ?? []);
+    if (plan.expectLifecycleOf) waiting.add('lifecycle:' + plan.expectLifecycleOf);
     report.events = [];
     const startPosition =
       plan.afterSequenceNumber === undefined ? earliestEventPosition : { sequenceNumber: plan.afterSequenceNumber };
@@ -116,6 +119,9 @@ try {
               enqueuedTimeUtc: event.enqueuedTimeUtc,
             });
             waiting.delete(event.messageId);
+            if (event.systemProperties?.['iothub-message-source'] === 'deviceLifecycleEvents') {
+              waiting.delete('lifecycle:' + event.properties?.deviceId);
+            }
           }
           if (waiting.size === 0) {
             clearTimeout(timer);
@@ -251,6 +257,28 @@ describe('@azure/event-hubs EventHubConsumerClient against the built-in endpoint
         messageId: expected[index],
       });
     }
+  });
+
+  it('reads hub events too: the lifecycle event of a new device, with its properties and system properties', async () => {
+    const runId = randomBytes(4).toString('hex');
+    const deviceId = `eh-lifecycle-${runId}`;
+    await createDevice(hub.info, deviceId);
+    // Nothing else to wait for: read until the lifecycle event of this device, wherever it landed.
+    const report = await runClient(hub.info, { connectionString, expectLifecycleOf: deviceId });
+    expect(report.errors, report.log).toEqual([]);
+    const event = report.events?.find(
+      (candidate) =>
+        candidate.systemProperties['iothub-message-source'] === 'deviceLifecycleEvents' &&
+        candidate.properties.deviceId === deviceId,
+    );
+    expect(event?.properties).toMatchObject({
+      opType: 'createDeviceIdentity',
+      'iothub-message-schema': 'deviceLifecycleNotification',
+      hubName: new URLSearchParams(connectionString.replaceAll(';', '&')).get('EntityPath'),
+    });
+    expect(event?.systemProperties['iothub-connection-device-id']).toBe(deviceId);
+    expect(event?.contentType).toBe('application/json');
+    expect(JSON.parse(event?.body ?? '{}')).toMatchObject({ deviceId });
   });
 
   it('resumes after a saved sequence number', async () => {
