@@ -50,6 +50,8 @@ interface ClientReport {
   }[];
   events?: ReceivedEvent[];
   errors: string[];
+  /** `context.lastEnqueuedEventProperties` after the last batch (with `trackLastEnqueued`). */
+  lastEnqueued?: { sequenceNumber: number; offset: string; enqueuedOn: string; retrievedOn: string };
   /** The client's warnings (stderr), for failure messages. */
   log?: string;
 }
@@ -66,6 +68,10 @@ interface ClientPlan {
   partitionId?: string;
   /** Start position: a sequence number to resume after (exclusive, as a checkpoint), else the earliest event. */
   afterSequenceNumber?: number;
+  /** Start position: events enqueued after this time (ISO), instead. */
+  enqueuedAfter?: string;
+  /** Ask for the partition's last enqueued event with every batch (`trackLastEnqueuedEventProperties`). */
+  trackLastEnqueued?: boolean;
 }
 
 // The client, as a user would write it. ESM, resolved from test/interop (where @azure/event-hubs is installed).
@@ -100,11 +106,16 @@ try {
     if (plan.expectLifecycleOf) waiting.add('lifecycle:' + plan.expectLifecycleOf);
     report.events = [];
     const startPosition =
-      plan.afterSequenceNumber === undefined ? earliestEventPosition : { sequenceNumber: plan.afterSequenceNumber };
+      plan.afterSequenceNumber !== undefined
+        ? { sequenceNumber: plan.afterSequenceNumber }
+        : plan.enqueuedAfter !== undefined
+          ? { enqueuedOn: new Date(plan.enqueuedAfter) }
+          : earliestEventPosition;
     await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('not every expected event arrived within 40 s: ' + [...waiting])), 40000);
       const handlers = {
         processEvents: async (events, context) => {
+          if (plan.trackLastEnqueued && events.length > 0) report.lastEnqueued = { ...context.lastEnqueuedEventProperties };
           for (const event of events) {
             report.events.push({
               partitionId: context.partitionId,
@@ -132,7 +143,13 @@ try {
           report.errors.push((context.partitionId ?? '') + ': ' + (error.name ?? '') + ': ' + error.message);
         },
       };
-      const options = { startPosition, maxBatchSize: 50, maxWaitTimeInSeconds: 1, skipParsingBodyAsJson: true };
+      const options = {
+        startPosition,
+        maxBatchSize: 50,
+        maxWaitTimeInSeconds: 1,
+        skipParsingBodyAsJson: true,
+        trackLastEnqueuedEventProperties: plan.trackLastEnqueued === true,
+      };
       const subscription =
         plan.partitionId === undefined
           ? client.subscribe(handlers, options)
@@ -281,7 +298,7 @@ describe('@azure/event-hubs EventHubConsumerClient against the built-in endpoint
     expect(JSON.parse(event?.body ?? '{}')).toMatchObject({ deviceId });
   });
 
-  it('resumes after a saved sequence number', async () => {
+  it('resumes after a saved sequence number or enqueued time, with the last enqueued event tracked', async () => {
     const deviceId = deviceIds[2] as string;
     const runId = randomBytes(4).toString('hex');
     await send(deviceId, `${runId}-before`, 'before');
@@ -294,11 +311,26 @@ describe('@azure/event-hubs EventHubConsumerClient against the built-in endpoint
       connectionString,
       partitionId: saved.partitionId,
       afterSequenceNumber: saved.sequenceNumber,
+      trackLastEnqueued: true,
       expectMessageIds: [`${runId}-after-1`, `${runId}-after-2`],
     });
     expect(resumed.errors, resumed.log).toEqual([]);
     expect(resumed.events?.map((event) => event.messageId)).toEqual([`${runId}-after-1`, `${runId}-after-2`]);
     expect(resumed.events?.[0]?.sequenceNumber).toBe(saved.sequenceNumber + 1);
+    // The partition's last enqueued event came with the batch (the receiver runtime metric).
+    const last = resumed.events?.[1] as ReceivedEvent;
+    expect(resumed.lastEnqueued).toMatchObject({ sequenceNumber: last.sequenceNumber, offset: last.offset });
+    expect(resumed.lastEnqueued?.enqueuedOn).toBe(last.enqueuedTimeUtc);
+
+    // The same from the saved event's enqueued time (events enqueued strictly after it).
+    const byTime = await runClient(hub.info, {
+      connectionString,
+      partitionId: saved.partitionId,
+      enqueuedAfter: saved.enqueuedTimeUtc,
+      expectMessageIds: [`${runId}-after-1`, `${runId}-after-2`],
+    });
+    expect(byTime.errors, byTime.log).toEqual([]);
+    expect(byTime.events?.map((event) => event.messageId)).toEqual([`${runId}-after-1`, `${runId}-after-2`]);
   });
 
   it('lists partitions and describes the event hub and each partition', async () => {
