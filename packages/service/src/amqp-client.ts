@@ -224,7 +224,11 @@ export class AmqpEndpoint {
         if (generation.senders.get(address) === sender) generation.senders.delete(address);
       });
     }
-    return mapAttach(withSignal(sender, signal, this.settings), {});
+    const link = await mapAttach(withSignal(sender, signal, this.settings), {});
+    if (link.isOpen()) return link;
+    // Detached without telling (its session ended): attach a new one.
+    if (generation.senders.get(address) === sender) generation.senders.delete(address);
+    return this.sender(address, signal);
   }
 
   /**
@@ -287,6 +291,11 @@ export class AmqpEndpoint {
   async request(address: string, message: Message, signal: AbortSignal | undefined): Promise<Message> {
     const generation = await this.open(signal);
     let link = generation.requestLinks.get(address);
+    if (link && !(await isOpenLink(link))) {
+      // Its links were detached (the connection lives on): attach new ones.
+      if (generation.requestLinks.get(address) === link) generation.requestLinks.delete(address);
+      link = generation.requestLinks.get(address);
+    }
     if (!link) {
       // Shared by every caller, like senders.
       link = (async () => {
@@ -443,6 +452,11 @@ export class AmqpEndpoint {
   }
 
   private async putToken(generation: Generation, audience: string, signal: AbortSignal | undefined): Promise<void> {
+    const previous = generation.cbs;
+    if (previous && !(await isOpenLink(previous))) {
+      // The $cbs links were detached (or never opened): attach new ones for this and later renewals.
+      if (generation.cbs === previous) generation.cbs = undefined;
+    }
     generation.cbs ??= openRequestLink(generation.connection, '$cbs', this.settings, signal, 'cbs');
     const cbs = await mapAttach(generation.cbs, {});
     const token = await this.target.sign(audience);
@@ -542,9 +556,19 @@ export class AmqpClient {
   }
 }
 
+/** Whether a request link (being) opened is attached; false when its attach failed. */
+function isOpenLink(link: Promise<RequestLink>): Promise<boolean> {
+  return link.then(
+    (opened) => opened.isOpen(),
+    () => false,
+  );
+}
+
 /** A sender and a receiver on one address, matching answers to requests by `correlation_id`. */
 interface RequestLink {
   call(message: Message, signal: AbortSignal | undefined, timeoutMs: number): Promise<Message>;
+  /** Whether both links are still attached. */
+  isOpen(): boolean;
 }
 
 async function openRequestLink(
@@ -594,6 +618,7 @@ async function openRequestLink(
       failAll(new ConnectionError('The AMQP connection to the hub was lost')),
     );
     return {
+      isOpen: () => receiver.isOpen() && sender.isOpen(),
       async call(message, callSignal, timeoutMs) {
         if (!receiver.isOpen() || !sender.isOpen()) throw new ConnectionError(`The ${address} link is closed`);
         const messageId = randomUUID();
