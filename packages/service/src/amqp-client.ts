@@ -39,7 +39,7 @@ import {
 import { Agent, WebSocket as UndiciWebSocket } from 'undici';
 import { type AmqpErrorContext, errorFromAmqp } from './amqp-error';
 import { idKey } from './amqp-message';
-import { closedError, splitHost } from './http-client';
+import { closedError, splitHost, userAgent } from './http-client';
 
 /** Settings of the AMQP client, resolved from the service client's options. */
 export interface AmqpClientSettings {
@@ -70,6 +70,9 @@ interface EndpointTarget {
   /** The token's lifetime in seconds (renewal is scheduled from it); undefined for a ready-made token. */
   readonly ttlSeconds: number | undefined;
 }
+
+// Every link attach names the client, as azure-iothub does (`azure-iothub/1.16.6`, captures/service-amqp.txt).
+const linkProperties = { 'com.microsoft:client-version': userAgent };
 
 // Renew once less than a quarter of the lifetime (at most 5 min) is left, as the HTTPS client does.
 const renewMarginSeconds = (ttl: number) => Math.min(ttl / 4, 300);
@@ -208,6 +211,7 @@ export class AmqpEndpoint {
           generation.connection.createAwaitableSender({
             target: { address },
             name: `fieldhub-sender-${randomUUID()}`,
+            properties: linkProperties,
           }),
           undefined,
           this.settings,
@@ -249,6 +253,7 @@ export class AmqpEndpoint {
       name: `fieldhub-receiver-${randomUUID()}`,
       credit_window: 0,
       autoaccept: false,
+      properties: linkProperties,
       ...options,
       onMessage: (context) => {
         if (queue) queue.push(context);
@@ -587,7 +592,11 @@ async function openRequestLink(
   try {
     session = await withSignal(connection.createSession(), signal, settings);
     const sender = await withSignal(
-      session.createAwaitableSender({ target: { address }, name: `fieldhub-${address}-sender-${randomUUID()}` }),
+      session.createAwaitableSender({
+        target: { address },
+        name: `fieldhub-${address}-sender-${randomUUID()}`,
+        properties: linkProperties,
+      }),
       signal,
       settings,
     );
@@ -596,6 +605,7 @@ async function openRequestLink(
         name: `fieldhub-${address}-receiver-${randomUUID()}`,
         source: { address },
         target: { address: replyTo },
+        properties: linkProperties,
         credit_window: 50,
         autoaccept: true,
         onMessage: (context) => {

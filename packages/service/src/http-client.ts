@@ -21,7 +21,8 @@ import { errorFromResponse } from './response-error';
 /** Azure's REST api-version the hand-written Node SDK sends (protocol-service.md §2.1). */
 export const apiVersion = '2021-04-12';
 
-const userAgent = '@fieldhub/service/0.1.0';
+/** Names the SDK to the hub: HTTP `user-agent`, AMQP link property `com.microsoft:client-version`. */
+export const userAgent = '@fieldhub/service/0.1.0';
 
 /** Settings of the HTTP client, resolved from the service client's options. */
 export interface HttpClientSettings {
