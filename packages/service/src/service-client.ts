@@ -26,8 +26,8 @@ export interface ServiceClientOptions {
   /** The HTTPS port (REST, and AMQP over WebSockets). Default: the port in `HostName`, else 443 (Azure's). */
   port?: number;
   /**
-   * The AMQP-over-TLS port (cloud-to-device send, feedback, reading telemetry). Default 5671 (Azure's). A Fieldhub
-   * hub writes it to `hub.json` as `ports.amqp`.
+   * The AMQP-over-TLS port (cloud-to-device send, feedback, reading telemetry). Default 5671 (Azure's); a port in
+   * `HostName` is the HTTPS port and does not change it. A Fieldhub hub writes it to `hub.json` as `ports.amqp`.
    */
   amqpPort?: number;
   /**
