@@ -50,6 +50,8 @@ interface ClientReport {
   }[];
   events?: ReceivedEvent[];
   errors: string[];
+  /** The error codes each ownerLevel reader saw (with `epochs`). */
+  epochs?: { first: string[]; second: string[]; third: string[] };
   /** `context.lastEnqueuedEventProperties` after the last batch (with `trackLastEnqueued`). */
   lastEnqueued?: { sequenceNumber: number; offset: string; enqueuedOn: string; retrievedOn: string };
   /** The client's warnings (stderr), for failure messages. */
@@ -63,6 +65,8 @@ interface ClientPlan {
   properties?: boolean;
   /** Read (every partition, or `partitionId`) until these message ids arrived. */
   expectMessageIds?: string[];
+  /** Open three ownerLevel readers of partition 0 (1, 2, then 1) and report the errors each saw. */
+  epochs?: boolean;
   /** Read until the lifecycle event of this device arrived. */
   expectLifecycleOf?: string;
   partitionId?: string;
@@ -76,7 +80,7 @@ interface ClientPlan {
 
 // The client, as a user would write it. ESM, resolved from test/interop (where @azure/event-hubs is installed).
 const clientScript = `
-import { EventHubConsumerClient, earliestEventPosition } from '@azure/event-hubs';
+import { EventHubConsumerClient, earliestEventPosition, latestEventPosition } from '@azure/event-hubs';
 const plan = JSON.parse(process.env.EVENT_HUBS_PLAN);
 const report = { errors: [] };
 // A client bug must not lose the report: the test prints what went wrong.
@@ -100,6 +104,38 @@ try {
     report.eventHub = await client.getEventHubProperties();
     report.partitions = [];
     for (const id of report.partitionIds) report.partitions.push(await client.getPartitionProperties(id));
+  }
+  if (plan.epochs) {
+    // Three readers of partition 0 as three processes would be: ownerLevel 1, then 2 (takes over), then 1 again.
+    const clients = [1, 2, 3].map(() => new EventHubConsumerClient('$Default', plan.connectionString));
+    const reader = (client, ownerLevel, errors) =>
+      new Promise((resolve) => {
+        const subscription = client.subscribe(
+          '0',
+          {
+            processEvents: async () => resolve(subscription),
+            processError: async (error) => {
+              // core-amqp's MessagingError carries the condition's error name as its code.
+              errors.push(error.code ?? error.name);
+              resolve(subscription);
+            },
+          },
+          { startPosition: latestEventPosition, ownerLevel, maxWaitTimeInSeconds: 1 },
+        );
+      });
+    const first = [];
+    const second = [];
+    const third = [];
+    const subscriptions = [await reader(clients[0], 1, first)];
+    const stolen = new Promise((resolve) => {
+      const check = setInterval(() => first.length > 0 && (clearInterval(check), resolve()), 50);
+    });
+    subscriptions.push(await reader(clients[1], 2, second));
+    await stolen;
+    subscriptions.push(await reader(clients[2], 1, third));
+    report.epochs = { first, second, third };
+    for (const subscription of subscriptions) await subscription.close();
+    for (const client of clients) await client.close();
   }
   if (plan.expectMessageIds || plan.expectLifecycleOf) {
     const waiting = new Set(plan.expectMessageIds ?? []);
@@ -331,6 +367,14 @@ describe('@azure/event-hubs EventHubConsumerClient against the built-in endpoint
     });
     expect(byTime.errors, byTime.log).toEqual([]);
     expect(byTime.events?.map((event) => event.messageId)).toEqual([`${runId}-after-1`, `${runId}-after-2`]);
+  });
+
+  it('gives a partition to the reader with the higher ownerLevel (ReceiverDisconnectedError for the others)', async () => {
+    const report = await runClient(hub.info, { connectionString, epochs: true });
+    expect(report.errors, report.log).toEqual([]);
+    expect(report.epochs?.first[0]).toBe('ReceiverDisconnectedError');
+    expect(report.epochs?.second).toEqual([]);
+    expect(report.epochs?.third[0]).toBe('ReceiverDisconnectedError');
   });
 
   it('lists partitions and describes the event hub and each partition', async () => {
