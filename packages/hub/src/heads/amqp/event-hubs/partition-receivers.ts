@@ -22,6 +22,9 @@
  *   (consumer group names case-insensitive; `$Default` always exists).
  * - The hub's attach echoes the runtime-metric capability (`offered-capabilities`) and the epoch (`properties`), as
  *   Event Hubs does; the connection layer writes the attach after `open` returns (contract.ts).
+ * - A position past the end of the partition (a sequence number not yet appended, e.g. a checkpoint of a hub whose
+ *   data dir was reset) is not refused: the receiver waits for that event. Event Hubs refuses it; its exact condition
+ *   is not in the reference, and waiting loses nothing.
  * - A refused receiver (bad filter, lower epoch, quota) is attached and detached at once with the error, which is
  *   how an AMQP 1.0 server refuses a link and what `@azure/event-hubs` surfaces as the typed error.
  */
