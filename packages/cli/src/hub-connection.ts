@@ -25,8 +25,8 @@ export interface HubConnectionOptions {
 /** What `<dataDir>/hub.json` holds (written by `fieldhub hub start`; the hub's `HubInfo`). */
 export interface HubJson {
   hostName: string;
-  /** `mqtt` is null when the hub does not serve MQTT. */
-  ports: { https: number; mqtt: number | null };
+  /** `mqtt` / `amqp` are null when the hub does not serve that protocol. */
+  ports: { https: number; mqtt: number | null; amqp: number | null };
   /** Path of the CA certificate (PEM). */
   caCertificate: string;
   /** The `iothubowner` connection string. */
@@ -108,9 +108,14 @@ export async function readHubJson(dataDir: string = defaultDataDir): Promise<Hub
   // A relative CA path is relative to the data directory the hub wrote it in.
   const caCertificate = isAbsolute(info.caCertificate) ? info.caCertificate : join(dirname(path), info.caCertificate);
   const mqtt = (info.ports as { mqtt?: unknown }).mqtt;
+  const amqp = (info.ports as { amqp?: unknown }).amqp;
   return {
     hostName: info.hostName,
-    ports: { https: info.ports.https, mqtt: typeof mqtt === 'number' ? mqtt : null },
+    ports: {
+      https: info.ports.https,
+      mqtt: typeof mqtt === 'number' ? mqtt : null,
+      amqp: typeof amqp === 'number' ? amqp : null,
+    },
     caCertificate,
     serviceConnectionString: info.serviceConnectionString,
   };
@@ -139,6 +144,8 @@ export interface ResolvedHub {
   readonly httpsPort: number;
   /** The MQTT port: hub.json's; undefined with a connection string (devices then use 8883). */
   readonly mqttPort: number | undefined;
+  /** The AMQP port: hub.json's; undefined with a connection string (the service SDK then dials 5671). */
+  readonly amqpPort: number | undefined;
   /** The CA certificate (PEM text) to trust, when one was found. */
   readonly ca: string | undefined;
 }
@@ -153,6 +160,7 @@ export async function resolveHub(options: HubConnectionOptions): Promise<Resolve
   let connectionString: string;
   let port: number | undefined;
   let mqttPort: number | undefined;
+  let amqpPort: number | undefined;
   let caFile = options.ca;
   if (options.connectionString !== undefined) {
     connectionString = options.connectionString;
@@ -161,12 +169,13 @@ export async function resolveHub(options: HubConnectionOptions): Promise<Resolve
     connectionString = info.serviceConnectionString;
     port = info.ports.https;
     mqttPort = info.ports.mqtt ?? undefined;
+    amqpPort = info.ports.amqp ?? undefined;
     caFile ??= info.caCertificate;
   }
   const parsed = parseServiceConnectionString(connectionString);
   const { host, port: statedPort } = splitHostPort(parsed.hostName);
   const ca = caFile === undefined ? undefined : await readFlagFile(caFile, 'CA certificate');
-  return { connectionString, hostName: host, httpsPort: port ?? statedPort ?? 443, mqttPort, ca };
+  return { connectionString, hostName: host, httpsPort: port ?? statedPort ?? 443, mqttPort, amqpPort, ca };
 }
 
 /** A service client for the hub the flags name; `close()` (or `await using`) releases its connections. */
@@ -192,6 +201,8 @@ export async function openService(options: HubConnectionOptions): Promise<HubCon
   const service = createServiceClient({
     connectionString: hub.connectionString,
     port: hub.httpsPort,
+    // Cloud-to-device send, feedback and `monitor` speak AMQP (@fieldhub/service 0.2).
+    ...(hub.amqpPort === undefined ? {} : { amqpPort: hub.amqpPort }),
     ...(hub.ca === undefined ? {} : { ca: hub.ca }),
   });
   const close = () => service.close();

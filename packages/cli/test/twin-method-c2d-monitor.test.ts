@@ -189,7 +189,7 @@ describe('fieldhub c2d send', () => {
     expect(json.code, json.stderr).toBe(0);
     expect(JSON.parse(json.stdout)).toMatchObject({
       messageId: expect.any(String),
-      sequenceNumber: expect.any(Number),
+      enqueuedTimeUtc: expect.any(String),
     });
   });
 

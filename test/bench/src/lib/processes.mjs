@@ -115,6 +115,7 @@ export async function startHub({ dataDir, mqttPort, httpsPort, logLevel = 'warn'
     hostName: info.hostName,
     port: ports.mqtt,
     httpsPort: ports.https,
+    amqpPort: info.ports.amqp,
     ca: readFileSync(info.caCertificate, 'utf8'),
     serviceConnectionString: info.serviceConnectionString,
     output: () => output,

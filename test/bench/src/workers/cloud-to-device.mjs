@@ -1,6 +1,6 @@
 // W7 (second half): cloud-to-device send -> device -> complete. The service sends through @fieldhub/service
-// (HTTPS), each device receives at QoS 1 on devices/<id>/messages/devicebound/# and completes every message with
-// its PUBACK. A device never has more than `window` messages sent but not yet received (IoT Hub queues at most
+// (AMQP, /messages/devicebound), each device receives at QoS 1 on devices/<id>/messages/devicebound/# and completes
+// every message with its PUBACK. A device never has more than `window` messages sent but not yet received (IoT Hub queues at most
 // 50 per device).
 import { createServiceClient } from '@fieldhub/service';
 import { connectFields } from '../lib/credentials.mjs';
@@ -18,6 +18,8 @@ serve({
       connectionString: target.serviceConnectionString,
       ca: target.ca,
       port: target.httpsPort,
+      // @fieldhub/service sends cloud-to-device messages over AMQP (0.2).
+      ...(target.amqpPort ? { amqpPort: target.amqpPort } : {}),
     });
     devices = await eachLimited(deviceIds, 50, async (deviceId) => {
       const link = await connectMqtt({ port: target.port, ca: target.ca, ...(await connectFields(target, deviceId)) });
