@@ -115,17 +115,26 @@ describe('AMQP head against misbehaving clients', () => {
   });
 
   describe('bytes no AMQP peer should send', () => {
-    it('closes the socket that sends garbage right after the AMQP header', async () => {
+    it.each([
+      { name: 'after the hub answered the header', waitForHeader: true },
+      { name: 'in the same write as the header', waitForHeader: false },
+    ])('closes the socket that sends garbage right after the AMQP header ($name)', async ({ waitForHeader }) => {
       await sendFromBystander();
       const abuser = await RawAmqpSocket.open({ port, ca });
       // A frame header announcing 2 bytes (less than the 8-byte frame header itself: a framing error), then noise.
-      abuser.write(
-        Buffer.concat([amqpHeader, Buffer.from([0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00]), randomBytes(256)]),
-      );
+      const garbage = Buffer.concat([Buffer.from([0x00, 0x00, 0x00, 0x02, 0x02, 0x00, 0x00, 0x00]), randomBytes(256)]);
+      if (waitForHeader) {
+        abuser.write(amqpHeader);
+        // The hub takes the header and answers with its own [AMQP 2.2].
+        expect((await abuser.receivedAtLeast(8)).subarray(0, 8)).toEqual(amqpHeader);
+        abuser.write(garbage);
+      } else {
+        abuser.write(Buffer.concat([amqpHeader, garbage]));
+      }
       await abuser.closed;
       const received = abuser.received();
-      // The hub took the header (it answers with its own) and then gave up on the connection.
-      expect(received.subarray(0, 8)).toEqual(amqpHeader);
+      // Whatever the hub said before closing is AMQP: its header, at most a close naming a framing or decode error.
+      if (received.length > 0) expect(received.subarray(0, 8)).toEqual(amqpHeader);
       for (const condition of conditionsIn(received)) expect(connectionErrors).toContain(condition);
       await expectBystanderServed();
     });
@@ -228,28 +237,74 @@ describe('AMQP head against misbehaving clients', () => {
       }
     });
 
-    it(`refuses every device link attached before any CBS put-token with ${refusedForOthers}`, async () => {
-      const abuser = await AmqpDevicePeer.connect({ port, ca });
-      try {
-        for (const [address, role] of [
-          ['/devices/abuser/messages/events', 'sender'],
-          ['/devices/abuser/messages/devicebound', 'receiver'],
-          ['/devices/abuser/twin', 'receiver'],
-          ['/devices/abuser/methods/devicebound', 'receiver'],
-        ] as const) {
-          const refusal = await abuser.refusalOf(address, role);
-          expect(refusal, `the hub served ${address} unauthenticated`).toBeDefined();
-          expect(refusal?.condition, address).toBe(refusedForOthers);
+    it.each([
+      { layer: 'no SASL layer (the Node SDK)', sasl: undefined },
+      { layer: 'SASL ANONYMOUS (.NET, Java)', sasl: { mechanism: 'ANONYMOUS' } as const },
+    ])(
+      `refuses every device link attached before any CBS put-token ($layer) with ${refusedForOthers}`,
+      async ({ sasl }) => {
+        const abuser = await AmqpDevicePeer.connect({ port, ca, ...(sasl ? { sasl } : {}) });
+        try {
+          for (const [address, role] of [
+            ['/devices/abuser/messages/events', 'sender'],
+            ['/devices/abuser/messages/devicebound', 'receiver'],
+            ['/devices/abuser/twin', 'receiver'],
+            ['/devices/abuser/methods/devicebound', 'receiver'],
+          ] as const) {
+            const refusal = await abuser.refusalOf(address, role);
+            expect(refusal, `the hub served ${address} unauthenticated`).toBeDefined();
+            expect(refusal?.condition, address).toBe(refusedForOthers);
+          }
+          // The same connection authorizes afterwards and is then served (CBS may come at any time, §3.2).
+          const token = await tokenFor('abuser');
+          expect((await abuser.putToken(audienceOf(token), token)).statusCode).toBe(200);
+          const sender = await abuser.openSender('/devices/abuser/messages/events');
+          await abuser.send(sender, telemetryMessage(`abuser-after-late-cbs-${sasl?.mechanism ?? 'none'}`, 'ok'));
+        } finally {
+          await abuser.close();
         }
-        // The same connection authorizes afterwards and is then served (CBS may come at any time, §3.2).
-        const token = await tokenFor('abuser');
-        expect((await abuser.putToken(audienceOf(token), token)).statusCode).toBe(200);
-        const sender = await abuser.openSender('/devices/abuser/messages/events');
-        await abuser.send(sender, telemetryMessage('abuser-after-late-cbs', 'ok'));
-      } finally {
-        await abuser.close();
-      }
+        await expectBystanderServed();
+      },
+    );
+  });
+
+  describe('SASL PLAIN', () => {
+    it('refuses a PLAIN device token with a wrong signature in the SASL outcome; the connection never opens', async () => {
+      const token = await deviceSasToken('localhost', 'abuser', randomBytes(32).toString('base64'));
+      const refused = await AmqpDevicePeer.connect({
+        port,
+        ca,
+        sasl: { mechanism: 'PLAIN', username: 'abuser@sas.localhost', password: token },
+      }).then(
+        async (peer) => {
+          await peer.close();
+          return undefined;
+        },
+        (error: unknown) => error,
+      );
+      expect(refused, 'the hub opened a connection for a bad PLAIN token').toBeInstanceOf(Error);
+      // sasl-outcome code 1, `auth` [AMQP 5.3.3.6] (rhea reports it as "Failed to authenticate: 1" under
+      // amqp:unauthorized-access); the hub sent no AMQP open at all.
+      expect(String((refused as Error).message)).toContain('Failed to authenticate: 1');
+      expect(String((refused as Error).message)).toContain('amqp:unauthorized-access');
       await expectBystanderServed();
+    });
+
+    it('serves a device authorized by SASL PLAIN alone (no CBS), for its own links only', async () => {
+      const token = await tokenFor('abuser');
+      const peer = await AmqpDevicePeer.connect({
+        port,
+        ca,
+        sasl: { mechanism: 'PLAIN', username: 'abuser@sas.localhost', password: token },
+      });
+      try {
+        const sender = await peer.openSender('/devices/abuser/messages/events');
+        await peer.send(sender, telemetryMessage('abuser-plain', 'ok'));
+        const refusal = await peer.refusalOf('/devices/victim/messages/events', 'sender');
+        expect(refusal?.condition).toBe(refusedForOthers);
+      } finally {
+        await peer.close();
+      }
     });
   });
 

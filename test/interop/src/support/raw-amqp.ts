@@ -58,6 +58,11 @@ export interface AmqpPeerOptions {
   /** A TLS client certificate and key (X.509 devices skip CBS). */
   cert?: string;
   key?: string;
+  /**
+   * A SASL layer (default none, as the Node SDK): ANONYMOUS (then CBS, as .NET and Java), or PLAIN with
+   * `{deviceId}@sas.{hubName}` and a SAS token (protocol-device.md §3.1).
+   */
+  sasl?: { mechanism: 'ANONYMOUS' } | { mechanism: 'PLAIN'; username: string; password: string };
 }
 
 function errorOf(link: Sender | Receiver): AmqpError | undefined {
@@ -90,7 +95,9 @@ export class AmqpDevicePeer {
       this.containerErrors.push(error);
     });
     connection.on('connection_error', (context: EventContext) => {
-      this.closeError = (context.connection.error as AmqpError | undefined) ?? this.closeError;
+      // The hub's close error, or rhea's own for a failed SASL outcome (condition amqp:unauthorized-access).
+      const error = (context.error ?? context.connection.get_error()) as (AmqpError & { message?: string }) | undefined;
+      if (error) this.closeError = { condition: error.condition, description: error.description ?? error.message };
     });
     connection.on('connection_close', () => {
       // Handled: the `disconnected` event follows when the socket goes.
@@ -125,6 +132,10 @@ export class AmqpDevicePeer {
       ca: options.ca,
       reconnect: false,
       ...(options.cert ? { cert: options.cert, key: options.key } : {}),
+      ...(options.sasl?.mechanism === 'ANONYMOUS' ? { username: 'anonymous' } : {}),
+      ...(options.sasl?.mechanism === 'PLAIN'
+        ? { username: options.sasl.username, password: options.sasl.password }
+        : {}),
     });
     const peer = new AmqpDevicePeer(container, connection);
     return new Promise((resolve, reject) => {
