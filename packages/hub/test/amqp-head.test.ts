@@ -620,6 +620,38 @@ describe('AMQP head: connections, SASL, CBS, routing', () => {
     expect(other.connectedCount).toBe(0);
   });
 
+  it('closes a connection that opens more links or sessions than its limits', async () => {
+    const tls = await ensureTlsMaterial(testHub.dataDir, 'localhost', pino({ level: 'silent' }));
+    const limited = createAmqpHead(testHub.hub.core, {
+      tls,
+      logger: pino({ level: 'silent' }),
+      metrics: createMetrics(),
+      routes: testRoutes(events),
+      limits: { maxLinks: 4, maxSessions: 2 },
+    });
+    const limitedPort = await limited.listen(0, '127.0.0.1');
+    const closedWith = (connection: Connection) =>
+      new Promise<string | undefined>((resolve) =>
+        connection.once('connection_close', () =>
+          resolve((connection.error as { condition?: string } | undefined)?.condition),
+        ),
+      );
+    try {
+      const links = await connect({ port: limitedPort });
+      const linksClosed = closedWith(links);
+      // $cbs links need no authorization: five of them pass the limit of four.
+      for (let i = 0; i < 5; i++) links.open_receiver({ source: { address: '$cbs' } });
+      expect(await linksClosed).toBe(AmqpErrorConditions.resourceLimitExceeded);
+
+      const sessions = await connect({ port: limitedPort });
+      const sessionsClosed = closedWith(sessions);
+      for (let i = 0; i < 3; i++) sessions.create_session().begin();
+      expect(await sessionsClosed).toBe(AmqpErrorConditions.resourceLimitExceeded);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('serves the hub AMQP port with the real head', async () => {
     const connection = await connect({ port: testHub.info.ports.amqp as number });
     expect((await putToken(connection, 'localhost/devices/amqp-dev1', await deviceToken('amqp-dev1'))).status).toBe(

@@ -64,9 +64,9 @@ export interface AmqpConnectionLimits {
   readonly maxFrameBytes: number;
   /** The idle-time-out of the hub's open (Azure: 4 minutes); rhea closes a connection silent for twice that. */
   readonly idleTimeoutMs: number;
-  /** Sessions per connection (channel-max + 1). */
+  /** Sessions per connection (channel-max + 1); more close the connection (`amqp:resource-limit-exceeded`). */
   readonly maxSessions: number;
-  /** Links per connection; more attaches are refused with `amqp:resource-limit-exceeded`. */
+  /** Links per connection, refused ones not yet detached included; more close the connection. */
   readonly maxLinks: number;
   /** Credit on the `$cbs` link the peer sends put-token requests on. */
   readonly cbsCredit: number;
@@ -134,6 +134,9 @@ export class AmqpConnection implements AmqpConnectionContext {
   private readonly guard: FrameGuard;
   private readonly links = new Map<LinkInternals, LinkRecord>();
   private readonly cbsSenders = new Set<Sender>();
+  /** Links refused and not yet detached by the peer. */
+  private readonly refused = new Set<LinkInternals>();
+  private readonly sessions = new Set<SessionInternals>();
   /** CBS responses waiting for credit, per `$cbs` sender. */
   private readonly cbsWaiting = new WeakMap<Sender, Message[]>();
   private readonly principals = new Map<string, HeldPrincipal>();
@@ -303,10 +306,27 @@ export class AmqpConnection implements AmqpConnectionContext {
     connection.on('protocol_error', (error: Error) => this.onBadInput(error));
     connection.on('error', (error: Error) => this.onBadInput(error));
     connection.on('session_open', (context: EventContext) => {
-      if (context.session) this.guardTransfers(context.session as SessionInternals);
+      const session = context.session as SessionInternals | undefined;
+      if (!session) return;
+      this.sessions.add(session);
+      // rhea does not hold the peer to our channel-max; each session costs buffers.
+      if (this.sessions.size > this.shared.limits.maxSessions) {
+        this.logger.warn(this.describe(), 'amqp connection opened too many sessions; dropping the client');
+        this.drop(
+          {
+            condition: AmqpErrorConditions.resourceLimitExceeded,
+            description: `at most ${this.shared.limits.maxSessions} sessions per connection`,
+          },
+          'protocol',
+        );
+        return;
+      }
+      this.guardTransfers(session);
     });
     connection.on('session_error', () => undefined);
-    connection.on('session_close', () => undefined);
+    connection.on('session_close', (context: EventContext) => {
+      if (context.session) this.sessions.delete(context.session as SessionInternals);
+    });
     connection.on('sender_open', (context: EventContext) => {
       if (context.sender) this.onAttach(context.sender as LinkInternals, 'send');
     });
@@ -424,6 +444,8 @@ export class AmqpConnection implements AmqpConnectionContext {
       this.closeHandle(record);
     }
     this.links.clear();
+    this.refused.clear();
+    this.sessions.clear();
     this.cbsSenders.clear();
     this.logger.debug({ ...this.describe(), reason: this.dropReason }, 'amqp connection closed');
     this.shared.closed(this, this.cleanup);
@@ -572,6 +594,7 @@ export class AmqpConnection implements AmqpConnectionContext {
     // rhea already opened our end (link.on_attach); the attach goes out only once the route authorized the link.
     link.state.local_open = false;
     link.state.open_requests = Math.max(0, link.state.open_requests - 1);
+    if (this.ending) return;
 
     const terminus = (direction === 'send' ? link.remote.attach?.source : link.remote.attach?.target) as
       | { address?: unknown }
@@ -587,11 +610,16 @@ export class AmqpConnection implements AmqpConnectionContext {
       principalKey: undefined,
     };
     this.watchLink(record);
-    if (this.links.size >= this.shared.limits.maxLinks) {
-      this.refuse(record, {
-        condition: AmqpErrorConditions.resourceLimitExceeded,
-        description: `at most ${this.shared.limits.maxLinks} links per connection`,
-      });
+    if (this.links.size + this.refused.size >= this.shared.limits.maxLinks) {
+      // Refused links the peer never detaches count too: past the limit the connection goes, not just the link.
+      this.logger.warn(this.describe(), 'amqp connection attached too many links; dropping the client');
+      this.drop(
+        {
+          condition: AmqpErrorConditions.resourceLimitExceeded,
+          description: `at most ${this.shared.limits.maxLinks} links per connection`,
+        },
+        'protocol',
+      );
       return;
     }
     this.links.set(link, record);
@@ -682,6 +710,7 @@ export class AmqpConnection implements AmqpConnectionContext {
     link.local.attach.target = null;
     record.phase = 'closed';
     this.links.delete(link);
+    if (link.is_remote_open()) this.refused.add(link);
     link.open();
     link.close(toRheaError(error));
     // Forgotten by its session after rhea wrote both frames (rhea removes links only on the peer's detach).
@@ -737,6 +766,7 @@ export class AmqpConnection implements AmqpConnectionContext {
   private watchLink(record: LinkRecord): void {
     const { link } = record;
     const onClose = () => {
+      this.refused.delete(link);
       if (record.phase === 'closed') return;
       if (record.phase === 'authorizing') {
         // The peer gave up before we answered: answer and detach in one go.
