@@ -17,6 +17,8 @@
  *   then the socket; before that, only the socket (after our protocol header for a bad header, §2.2).
  * - Our side ends the socket and destroys it a second later if the peer does not close its side: no half-closed
  *   socket is left behind.
+ * - A connection that authorized nothing within `authenticationTimeoutMs` is closed, unless its peer presented a
+ *   TLS client certificate (an X.509 device authorizes on its first attach, which may come much later).
  */
 import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate } from 'node:tls';
@@ -200,6 +202,10 @@ export class AmqpConnection implements AmqpConnectionContext {
 
     this.authenticationTimer = setTimeout(() => {
       if (this.everAuthorized || this.isClosed) return;
+      // A device with a client certificate is authorized by it when it first attaches a link, which the Node SDK
+      // does only when the application first sends or subscribes: such a connection stays (the idle timeout
+      // still applies).
+      if (this.isOpen && this.transport.peerCertificate()) return;
       this.logger.info(
         { ...this.describe(), timeoutMs: this.settings.authenticationTimeoutMs },
         'amqp connection authorized nothing in time; closing it',
@@ -497,6 +503,7 @@ export class AmqpConnection implements AmqpConnectionContext {
         }
         mechanism.outcome = false;
         this.logger.info({ ...this.describe(), username, reason }, 'amqp SASL PLAIN refused; dropping the client');
+        this.ending = true;
         this.dropReason = 'sasl';
         this.shared.dropped(this, 'sasl');
         // rhea writes the outcome (auth) in a continuation of this promise; the socket ends after it.
