@@ -289,6 +289,8 @@ describe('AMQP service links', () => {
       ids.map((id) => outcome(sender, { to: to('order1'), message_id: id, body: id })),
     );
     expect(outcomes.every((result) => result.accepted)).toBe(true);
+    // The hub grants credit per settled message: back to the full window once all are settled.
+    await expect.poll(() => sender.credit).toBe(100);
     const device = await connectDevice('order1');
     const topics: string[] = [];
     const all = new Promise<void>((resolve) =>

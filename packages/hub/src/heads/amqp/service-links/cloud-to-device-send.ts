@@ -19,10 +19,12 @@
  *   messages for modules.
  * - Messages of one link are queued one after another, in arrival order, so that a service's messages to a device
  *   keep their order in its queue (the core serialises per device, but only once the device was looked up).
+ * - The route grants the credit (`flowControl: 'route'`): `settings.receiverCredit` at attach, one more per message
+ *   settled, so a sender faster than the store waits for credit instead of filling the hub's memory.
  * - Message annotations (`iothub-interface-id`, `dt-subject`) are not kept: the core's messages carry none and no
  *   device head delivers them.
  */
-import type { Delivery, EventContext, Message, Receiver, Sender } from 'rhea';
+import type { Delivery, EventContext, Message, Receiver } from 'rhea';
 import type { CloudToDeviceAck, CloudToDeviceMessageInput } from '../../../core/cloud-to-device';
 import type { AmqpConnectionContext, AmqpError, LinkHandle, LinkRoute } from '../contract';
 import { AmqpErrorConditions } from '../contract';
@@ -105,13 +107,14 @@ export function cloudToDeviceSendRoute(): LinkRoute<CloudToDeviceSendMatch> {
   return {
     name: 'service-cloud-to-device-send',
     direction: 'receive',
+    flowControl: 'route',
     match: (address) => (addressPattern.test(address) ? { address } : undefined),
     authorize: async (context) => authorizeServiceConnect(context),
     open: (link, _match, context) => serveSendLink(link as Receiver, context),
   };
 }
 
-function serveSendLink(link: Receiver | Sender, context: AmqpConnectionContext): LinkHandle {
+function serveSendLink(link: Receiver, context: AmqpConnectionContext): LinkHandle {
   let closed = false;
   // One message at a time, in arrival order (see the file comment).
   let tail: Promise<void> = Promise.resolve();
@@ -139,6 +142,7 @@ function serveSendLink(link: Receiver | Sender, context: AmqpConnectionContext):
       const { internal: _internal, ...rejection } = amqpError;
       settle(delivery, () => delivery.reject(rejection));
     }
+    if (!closed) link.add_credit(1);
   };
   // Settling after the link went away cannot reach the peer; the outcome is already in the store.
   const settle = (delivery: Delivery, action: () => void) => {
@@ -146,6 +150,7 @@ function serveSendLink(link: Receiver | Sender, context: AmqpConnectionContext):
     action();
   };
   link.on('message', onMessage);
+  link.add_credit(context.settings.receiverCredit);
   return {
     // Resolves when the messages already received are queued (or refused): the hub's stop waits for them.
     close() {
