@@ -89,7 +89,10 @@ export interface AmqpHead {
   handleUpgrade(request: IncomingMessage, socket: Duplex, head: Buffer): void;
   /** Connections whose AMQP open was exchanged and that are still open. */
   readonly connectedCount: number;
-  /** Stops accepting, closes every connection and waits for their sockets and route cleanups. Idempotent. */
+  /**
+   * Stops accepting, drops every connection (its socket, without an AMQP close: see {@link AmqpConnection.close}) and
+   * waits for their sockets and route cleanups. Idempotent.
+   */
   close(): Promise<void>;
 }
 

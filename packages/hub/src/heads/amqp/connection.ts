@@ -15,6 +15,8 @@
  *   device (a gateway multiplexing devices with the `device` policy), with authentication scope `hub`.
  * - Bad input closes the connection with an AMQP `close` carrying the error when the AMQP open was exchanged, and
  *   then the socket; before that, only the socket (after our protocol header for a bad header, §2.2).
+ * - When the hub stops, sockets are dropped without an AMQP close: the Node SDK reconnects after a dropped socket
+ *   but stays stuck after a close frame (the issue's "a bare AMQP close leaves some clients stuck").
  * - Our side ends the socket and destroys it a second later if the peer does not close its side: no half-closed
  *   socket is left behind.
  * - A connection that authorized nothing within `authenticationTimeoutMs` is closed, unless its peer presented a
@@ -273,13 +275,16 @@ export class AmqpConnection implements AmqpConnectionContext {
     return undefined;
   }
 
-  /** Closes the connection with `error` (default: the hub is stopping) and then the socket. */
-  close(error?: AmqpError): void {
-    this.drop(
-      error ?? { condition: AmqpErrorConditions.connectionForced, description: 'The hub is stopping' },
-      undefined,
-      'debug',
-    );
+  /**
+   * Drops the connection as the hub stops: the socket is destroyed without an AMQP close. The Node SDK
+   * (azure-iot-device-amqp 1.14) stays stuck after any close frame from the hub, whatever its error, and never
+   * reconnects; after a dropped socket its retry policy reconnects, as after a network failure or a hub restart.
+   */
+  close(): void {
+    if (this.isClosed) return;
+    this.ending = true;
+    this.logger.debug(this.describe(), 'amqp dropping connection: the hub is stopping');
+    this.socket.destroy();
   }
 
   /** Settles when the socket closed and every route handle closed. */
