@@ -19,10 +19,13 @@ describe('hub lifecycle', () => {
     const hubJson = JSON.parse(readFileSync(join(dataDir, 'hub.json'), 'utf8'));
     expect(hubJson).toEqual({
       hostName: 'localhost',
-      ports: { mqtt: first.info.ports.mqtt, amqp: null, https: first.info.ports.https },
+      ports: { mqtt: first.info.ports.mqtt, amqp: first.info.ports.amqp, https: first.info.ports.https },
       caCertificate: join(dataDir, 'tls', 'ca.pem'),
       serviceConnectionString: expect.stringMatching(
         /^HostName=localhost;SharedAccessKeyName=iothubowner;SharedAccessKey=.+=$/,
+      ),
+      eventHubConnectionString: expect.stringMatching(
+        /^Endpoint=sb:\/\/localhost:\d+\/;SharedAccessKeyName=iothubowner;SharedAccessKey=.+;EntityPath=localhost$/,
       ),
     });
     const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8');
