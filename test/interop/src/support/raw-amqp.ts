@@ -97,7 +97,14 @@ export class AmqpDevicePeer {
     connection.on('connection_error', (context: EventContext) => {
       // The hub's close error, or rhea's own for a failed SASL outcome (condition amqp:unauthorized-access).
       const error = (context.error ?? context.connection.get_error()) as (AmqpError & { message?: string }) | undefined;
-      if (error) this.closeError = { condition: error.condition, description: error.description ?? error.message };
+      if (error) {
+        this.closeError = {
+          ...(error.condition !== undefined ? { condition: error.condition } : {}),
+          ...((error.description ?? error.message) !== undefined
+            ? { description: error.description ?? error.message }
+            : {}),
+        };
+      }
     });
     connection.on('connection_close', () => {
       // Handled: the `disconnected` event follows when the socket goes.
@@ -227,6 +234,8 @@ export class AmqpDevicePeer {
           // detach, or for credit on a sender, which only a served link gets.
           const onError = () =>
             resolve(new LinkRefusedError(address, errorOf(link)?.condition, errorOf(link)?.description));
+          // The detach may have been read in the same chunk as the attach, before this ran.
+          if (errorOf(link)) onError();
           link.once(role === 'sender' ? 'sender_error' : 'receiver_error', onError);
           if (role === 'sender' && (link as Sender).sendable()) resolve(undefined);
           link.once('sendable', () => resolve(undefined));
@@ -256,7 +265,8 @@ export class AmqpDevicePeer {
         const remote = (link as unknown as { remote?: { attach?: { source?: unknown; target?: unknown } } }).remote
           ?.attach;
         const terminus = prefix === 'sender' ? remote?.target : remote?.source;
-        if (terminus === null || terminus === undefined) return;
+        // rhea hands a described null as a typed value whose JSON is null, not as JS null.
+        if (terminus === null || terminus === undefined || JSON.stringify(terminus) === 'null') return;
         if (settled) return;
         settled = true;
         link.off(`${prefix}_error`, refuse);
