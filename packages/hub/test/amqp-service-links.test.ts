@@ -160,7 +160,19 @@ describe('AMQP service links', () => {
 
   beforeAll(async () => {
     testHub = await startTestHub();
-    for (const deviceId of ['fb1', 'fb2', 'map1', 'uuid1', 'order1', 'full1', 'big1', 'rel1', 'rej1', 'dev#1+(x)']) {
+    for (const deviceId of [
+      'fb1',
+      'fb2',
+      'map1',
+      'uuid1',
+      'order1',
+      'full1',
+      'big1',
+      'rel1',
+      'rej1',
+      'mix1',
+      'dev#1+(x)',
+    ]) {
       await createDevice(deviceId);
     }
   });
@@ -315,6 +327,44 @@ describe('AMQP service links', () => {
     expect(await outcome(sender, { to: to('map1'), message_id: 'after-refusal', body: 'x' })).toEqual({
       accepted: true,
     });
+  });
+
+  it('gives each cloud-to-device send its own outcome when a refusal and an acceptance are settled together', async () => {
+    // rhea 3.0.5 folds the dispositions of one session in one turn into ranges (heads/amqp/settlement.ts): without
+    // the hub spreading differing outcomes over turns, the second send of a burst reports the first one's outcome.
+    const connection = await serviceConnection();
+    const session = await connection.createSession();
+    const sender = await session.createAwaitableSender({ target: { address: sendAddress } });
+    const refusedTo = { condition: 'amqp:not-allowed' };
+    for (let round = 0; round < 5; round++) {
+      // Queued, then refused at once (a malformed `to`): both settled in the turn the first one is stored.
+      const [queued, refused] = await Promise.all([
+        outcome(sender, { to: to('mix1'), message_id: `mix-a-${round}`, body: 'a' }),
+        outcome(sender, { to: '/devices/', body: 'x' }),
+      ]);
+      expect(queued).toEqual({ accepted: true });
+      expect(refused).toMatchObject({ accepted: false, ...refusedTo });
+      // Refused (unknown device), then refused differently, then queued.
+      const [unknown, malformed, queued2] = await Promise.all([
+        outcome(sender, { to: to('nobody'), body: 'x' }),
+        outcome(sender, { body: 'x' }),
+        outcome(sender, { to: to('mix1'), message_id: `mix-b-${round}`, body: 'b' }),
+      ]);
+      expect(unknown).toMatchObject({ accepted: false, condition: 'amqp:not-found' });
+      expect(malformed).toMatchObject({ accepted: false, ...refusedTo });
+      expect(queued2).toEqual({ accepted: true });
+    }
+    const device = await connectDevice('mix1');
+    const ids: string[] = [];
+    const all = new Promise<void>((resolve) =>
+      device.on('message', (topic) => {
+        ids.push(/%24\.mid=([^&]+)/.exec(topic)?.[1] ?? '');
+        if (ids.length === 10) resolve();
+      }),
+    );
+    await device.subscribeAsync('devices/mix1/messages/devicebound/#', { qos: 1 });
+    await all;
+    expect(ids).toEqual([0, 1, 2, 3, 4].flatMap((round) => [`mix-a-${round}`, `mix-b-${round}`]));
   });
 
   it('refuses a missing, malformed or module `to` with amqp:not-allowed (InvalidOperation)', async () => {

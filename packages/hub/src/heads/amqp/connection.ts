@@ -53,6 +53,7 @@ import type {
   SessionInternals,
   TransferFrame,
 } from './rhea-internals';
+import { settleReceived } from './settlement';
 
 /** The transport under a connection (a TLS socket, or the one under a WebSocket). */
 export interface ConnectionTransport {
@@ -954,7 +955,8 @@ export class AmqpConnection implements AmqpConnectionContext {
     receiver.add_credit(this.shared.limits.cbsCredit);
     receiver.on('message', (context: EventContext) => {
       const { message, delivery } = context;
-      delivery?.accept();
+      // Accepted at once, whatever the token: the verdict travels as the response.
+      if (delivery) settleReceived(delivery);
       if (!message) return;
       const request = parsePutToken(message);
       if ('malformed' in request) {

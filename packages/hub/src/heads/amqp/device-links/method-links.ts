@@ -17,10 +17,10 @@ import { randomUUID } from 'node:crypto';
 import { HubError } from '@fieldhub/protocol';
 import rhea, { type EventContext, type Receiver, type Sender } from 'rhea';
 import { type MethodRequest, type MethodResponse, methodSubject } from '../../../core/direct-methods';
+import { settleReceived } from '../settlement';
 import { bodyBytes, messageIdText, uuidBytes } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
 import { OutgoingLink } from './outgoing-link';
-import { settleReceived } from './settlement';
 
 interface PendingCall {
   readonly resolve: (response: MethodResponse) => void;

@@ -21,8 +21,8 @@ import type { EndpointMessageInput } from '../../../core/telemetry';
 import type { SessionIdentity } from '../../mqtt/session';
 import { endpointInput, withinTelemetryLimit } from '../../mqtt/telemetry-ingest';
 import { type AmqpConnectionContext, type AmqpError, AmqpErrorConditions } from '../contract';
+import { settleReceived } from '../settlement';
 import { amqpErrorOf, bodyBytes, messageIdText, propertyText, textOf } from './amqp-values';
-import { settleReceived } from './settlement';
 
 /** Application properties that carry system properties over AMQP. */
 const systemApplicationProperties: Record<string, keyof MessageSystemProperties> = {

@@ -19,10 +19,10 @@
 import { HubError } from '@fieldhub/protocol';
 import rhea, { type EventContext, type Message, type Receiver, type Sender } from 'rhea';
 import { type DesiredChangeNotification, desiredSubject } from '../../../core/twins';
+import { settleReceived } from '../settlement';
 import { bodyBytes, textOf } from './amqp-values';
 import type { IdentityAttachment } from './connected-identities';
 import { OutgoingLink } from './outgoing-link';
-import { settleReceived } from './settlement';
 
 const desiredResource = '/notifications/twin/properties/desired';
 const reportedResource = '/properties/reported';

@@ -33,6 +33,7 @@ import rhea from 'rhea';
 import { Permissions } from '../../../core/context';
 import type { AmqpConnectionContext, AmqpError, AmqpPrincipal, LinkHandle, LinkRoute } from '../contract';
 import { AmqpErrorConditions } from '../contract';
+import { settleReceived } from '../settlement';
 import { type ManagementAddress, namesHub, parseManagementAddress } from './addresses';
 
 /** Event Hubs' management vocabulary (core-amqp `Constants`). */
@@ -277,9 +278,8 @@ export function managementRoutes(): LinkRoute[] {
         const request = event.message;
         const delivery: Delivery | undefined = event.delivery;
         if (closed || !request) return;
-        // Accepted at once (rhea's autoaccept may have done it already): the answer travels as the reply.
-        const state = (delivery as { state?: unknown } | undefined)?.state;
-        if (delivery && !delivery.remote_settled && state === undefined) delivery.accept();
+        // Accepted at once (unless it already has an outcome): the answer travels as the reply.
+        if (delivery) settleReceived(delivery);
         serve(context, replies, receiver.connection, request).catch((error: unknown) => {
           context.logger.error({ ...context.describe(), err: error }, 'event hubs management reply failed');
         });

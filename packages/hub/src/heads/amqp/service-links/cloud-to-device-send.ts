@@ -28,6 +28,7 @@ import type { Delivery, EventContext, Message, Receiver } from 'rhea';
 import type { CloudToDeviceAck, CloudToDeviceMessageInput } from '../../../core/cloud-to-device';
 import type { AmqpConnectionContext, AmqpError, LinkHandle, LinkRoute } from '../contract';
 import { AmqpErrorConditions } from '../contract';
+import { settleReceived } from '../settlement';
 import { bodyBytes, messageIdString, optionalString, propertyString } from './amqp-message-fields';
 import { authorizeServiceConnect, toAmqpError } from './service-errors';
 
@@ -126,6 +127,7 @@ function serveSendLink(link: Receiver, context: AmqpConnectionContext): LinkHand
   const queue = async (message: Message, delivery: Delivery): Promise<void> => {
     const { core, logger } = context;
     let deviceId: string | undefined;
+    let rejection: AmqpError | undefined;
     try {
       deviceId = deviceIdFromTo(message.to);
       const result = await core.cloudToDevice.send(deviceId, toCloudToDeviceInput(message, core.context.now()));
@@ -133,21 +135,17 @@ function serveSendLink(link: Receiver, context: AmqpConnectionContext): LinkHand
         { ...context.describe(), deviceId, messageId: result.messageId, sequenceNumber: result.sequenceNumber },
         'cloud-to-device message queued over AMQP',
       );
-      settle(delivery, () => delivery.accept());
     } catch (error) {
       const amqpError = error instanceof RefusedMessage ? { ...error.error, internal: false } : toAmqpError(error);
       const fields = { ...context.describe(), deviceId, condition: amqpError.condition, err: error };
       if (amqpError.internal) logger.error(fields, 'cloud-to-device send failed');
       else logger.info({ ...fields, err: undefined, reason: amqpError.description }, 'cloud-to-device send refused');
-      const { internal: _internal, ...rejection } = amqpError;
-      settle(delivery, () => delivery.reject(rejection));
+      const { internal: _internal, ...refusal } = amqpError;
+      rejection = refusal;
     }
+    // Settling after the link went away cannot reach the peer; the outcome is already in the store.
+    if (!closed) settleReceived(delivery, rejection);
     if (!closed) link.add_credit(1);
-  };
-  // Settling after the link went away cannot reach the peer; the outcome is already in the store.
-  const settle = (delivery: Delivery, action: () => void) => {
-    if (closed || delivery.remote_settled) return;
-    action();
   };
   link.on('message', onMessage);
   link.add_credit(context.settings.receiverCredit);
