@@ -345,6 +345,53 @@ describe('AMQP head against misbehaving clients', () => {
     });
   });
 
+  describe('token expiry', () => {
+    // The hub accepts a SAS token until its `se` plus a clock skew of 300 s (amqp-head.ts, as the MQTT head; Azure
+    // allows 5 minutes). A token that expired 297 s ago is therefore accepted for about 3 s more.
+    const skewSeconds = 300;
+    const almostOver = () => Math.floor(Date.now() / 1000) - (skewSeconds - 3);
+
+    it('detaches the links an expired token covered with amqp:unauthorized-access; a new put-token serves again', async () => {
+      const abuser = await AmqpDevicePeer.connect({ port, ca });
+      try {
+        const token = await tokenFor('abuser', { expiresAt: almostOver() });
+        expect((await abuser.putToken(audienceOf(token), token)).statusCode).toBe(200);
+        const sender = await abuser.openSender('/devices/abuser/messages/events');
+        await abuser.send(sender, telemetryMessage('abuser-before-expiry', 'ok'));
+        const detached = await abuser.whenDetached(sender);
+        expect(detached.condition).toBe(refusedForOthers);
+        // Only the covered links went: the connection renews and is served again.
+        expect(abuser.isOpen).toBe(true);
+        const fresh = await tokenFor('abuser');
+        expect((await abuser.putToken(audienceOf(fresh), fresh)).statusCode).toBe(200);
+        const again = await abuser.openSender('/devices/abuser/messages/events');
+        await abuser.send(again, telemetryMessage('abuser-after-expiry', 'ok'));
+      } finally {
+        await abuser.close();
+      }
+      await expectBystanderServed();
+    });
+
+    it('keeps the links of a token renewed by a second put-token before it expired', async () => {
+      const abuser = await AmqpDevicePeer.connect({ port, ca });
+      try {
+        const expiresAt = almostOver();
+        const first = await tokenFor('abuser', { expiresAt });
+        expect((await abuser.putToken(audienceOf(first), first)).statusCode).toBe(200);
+        const sender = await abuser.openSender('/devices/abuser/messages/events');
+        const renewed = await tokenFor('abuser');
+        expect((await abuser.putToken(audienceOf(renewed), renewed)).statusCode).toBe(200);
+        // Past the moment the first token stopped being accepted, the same link still carries telemetry.
+        const over = (expiresAt + skewSeconds + 1) * 1000 - Date.now();
+        await new Promise((resolve) => setTimeout(resolve, Math.max(over, 0)));
+        await abuser.send(sender, telemetryMessage('abuser-after-renewal', 'ok'));
+        expect(sender.is_open()).toBe(true);
+      } finally {
+        await abuser.close();
+      }
+    });
+  });
+
   describe('oversize and cut-off messages', () => {
     it.each([
       { name: '257 KB (over the 256 KB telemetry limit)', bytes: 257 * 1024, messageId: 'oversize-257k' },

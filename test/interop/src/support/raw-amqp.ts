@@ -248,6 +248,20 @@ export class AmqpDevicePeer {
     );
   }
 
+  /** Resolves with the error of the hub's detach of an attached link (or `disconnected` if the connection goes). */
+  whenDetached(link: Sender | Receiver): Promise<LinkRefusedError> {
+    const address = (link.is_receiver() ? link.source?.address : link.target?.address) ?? '';
+    const prefix = link.is_receiver() ? 'receiver' : 'sender';
+    return new Promise((resolve) => {
+      const onDetach = () =>
+        resolve(new LinkRefusedError(address, errorOf(link)?.condition, errorOf(link)?.description));
+      if (errorOf(link)) onDetach();
+      link.once(`${prefix}_error`, onDetach);
+      link.once(`${prefix}_close`, onDetach);
+      void this.disconnected.then(() => resolve(new LinkRefusedError(address, 'disconnected', undefined)));
+    });
+  }
+
   private whenAttached<T extends Sender | Receiver>(link: T, address: string): Promise<T> {
     const prefix = link.is_receiver() ? 'receiver' : 'sender';
     return new Promise<T>((resolve, reject) => {
