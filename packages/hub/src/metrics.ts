@@ -5,7 +5,10 @@ export interface HubMetrics {
   readonly contentType: string;
   /** Counts one operation (by name and outcome code, `ok` on success) and observes its latency. */
   recordOperation(operation: string, code: string, seconds: number): void;
-  /** Sets the number of connected device sessions (by protocol). */
+  /**
+   * Sets the number of connected devices and modules (by protocol): identities, not connections (an AMQP
+   * connection can carry several devices, a service connection none).
+   */
   setConnectedDevices(protocol: string, count: number): void;
   /**
    * Counts a connection event of a head by protocol (`amqp`, `amqp-ws`) and outcome: `opened` (the protocol's
@@ -46,7 +49,7 @@ export function createMetrics(): HubMetrics {
   });
   const connected = new Gauge({
     name: 'fieldhub_connected_devices',
-    help: 'Device sessions connected now, by protocol',
+    help: 'Devices and modules connected now, by protocol',
     labelNames: ['protocol'] as const,
     registers: [registry],
   });

@@ -766,6 +766,50 @@ describe('AMQP device links', () => {
     }
   });
 
+  it('counts connected device and module identities in fieldhub_connected_devices, not connections', async () => {
+    // A hub of its own, so that the gauge's values are exact.
+    const shared = testHub;
+    testHub = await startTestHub();
+    try {
+      for (const deviceId of ['gauge1', 'gauge2', 'gauge3']) await register(deviceId);
+      await register('gauge3', 'mod1');
+      const scrape = async () => (await testHub.request('GET', '/metrics', { apiVersion: false })).text;
+      const gauge = async () =>
+        Number(/^fieldhub_connected_devices\{protocol="amqp"\} (\d+)$/m.exec(await scrape())?.[1] ?? Number.NaN);
+      // A connection without CBS, and one authorized for a device that opens no device link: no device.
+      await connect();
+      await connectAs('gauge1');
+      expect(await gauge()).toBe(0);
+      // One connection carrying two devices (the second one on two links).
+      const multiplexed = await connectAs('gauge1');
+      await authorize(multiplexed, 'gauge2');
+      await telemetrySender(multiplexed, '/devices/gauge1/messages/events');
+      await telemetrySender(multiplexed, '/devices/gauge2/messages/events');
+      await inbox(multiplexed, '/devices/gauge2/messages/devicebound');
+      await expect.poll(gauge).toBe(2);
+      // A device and its module on another connection.
+      const other = await connectAs('gauge3');
+      await authorize(other, 'gauge3', 'mod1');
+      await telemetrySender(other, '/devices/gauge3/messages/events');
+      await telemetrySender(other, '/devices/gauge3/modules/mod1/messages/events');
+      await expect.poll(gauge).toBe(4);
+      // gauge1 connects again elsewhere: its older session is evicted, it still counts once.
+      const newer = await connectAs('gauge1');
+      const takeover = await telemetrySender(newer, '/devices/gauge1/messages/events');
+      expect(takeover.isOpen()).toBe(true);
+      await expect.poll(gauge).toBe(4);
+      // The multiplexed connection goes: gauge2 leaves.
+      await multiplexed.close();
+      await expect.poll(gauge).toBe(3);
+      // The connection counter still counts connections: the five above.
+      expect(await scrape()).toMatch(/^fieldhub_connections_total\{protocol="amqp",outcome="opened"\} 5$/m);
+    } finally {
+      for (const connection of connections.splice(0)) await connection.close().catch(() => undefined);
+      await testHub.stop();
+      testHub = shared;
+    }
+  });
+
   it('reports Connected on the first device link and Disconnected after the last', async () => {
     const connection = await connectAs('state1');
     expect(await connectionState('state1')).toBe('Disconnected');

@@ -25,7 +25,7 @@ import {
   type ConnectionTransport,
 } from './connection';
 import type { AmqpHeadSettings, LinkRoute } from './contract';
-import { deviceLinkRoutes } from './device-links/index';
+import { ConnectedIdentities, deviceLinkRoutes } from './device-links/index';
 import { eventHubsRoutes } from './event-hubs/index';
 import type { RheaModule } from './rhea-internals';
 import { serviceLinkRoutes } from './service-links/index';
@@ -106,14 +106,15 @@ export function createAmqpHead(core: HubCore, options: AmqpHeadOptions): AmqpHea
   const closedSockets = new Set<Promise<void>>();
   const cleanups = new Set<Promise<void>>();
   const opened = new Set<AmqpConnection>();
-  const openedByProtocol = { amqp: 0, 'amqp-ws': 0 };
   let closing: Promise<void> | undefined;
   let server: Server | undefined;
 
-  const gauge = (protocol: 'amqp' | 'amqp-ws', delta: number): void => {
-    openedByProtocol[protocol] += delta;
-    metrics.setConnectedDevices(protocol, openedByProtocol[protocol]);
-  };
+  // `fieldhub_connected_devices` counts device and module identities, as the MQTT head's label does: a service
+  // connection or an Event Hubs reader is no device, and one connection can carry several devices.
+  const identities = ConnectedIdentities.of(core);
+  for (const protocol of ['amqp', 'amqp-ws'] as const)
+    metrics.setConnectedDevices(protocol, identities.count(protocol));
+  const unwatchIdentities = identities.watchCount((protocol, count) => metrics.setConnectedDevices(protocol, count));
 
   let rhea: Promise<RheaModule> | undefined;
   const loadRhea = () => {
@@ -132,11 +133,10 @@ export function createAmqpHead(core: HubCore, options: AmqpHeadOptions): AmqpHea
     rhea: module,
     opened(connection) {
       opened.add(connection);
-      gauge(connection.protocol, 1);
       metrics.countConnection(connection.protocol, 'opened');
     },
     closed(connection, cleanup) {
-      if (opened.delete(connection)) gauge(connection.protocol, -1);
+      opened.delete(connection);
       connections.get(connection)?.();
       connections.delete(connection);
       cleanups.add(cleanup);
@@ -268,6 +268,8 @@ export function createAmqpHead(core: HubCore, options: AmqpHeadOptions): AmqpHea
         await Promise.allSettled([...closedSockets]);
         await Promise.allSettled([...cleanups]);
         await stopped;
+        // After the cleanups: the gauge has seen the identities of the dropped connections leave.
+        unwatchIdentities();
       })();
       return closing;
     },

@@ -117,6 +117,7 @@ export class ConnectedIdentities {
   private readonly byConnection = new WeakMap<object, Map<string, IdentityAttachment>>();
   private readonly chains = new Map<string, Promise<void>>();
   private readonly connectedByProtocol = { amqp: 0, 'amqp-ws': 0 };
+  private readonly countWatchers = new Set<(protocol: 'amqp' | 'amqp-ws', count: number) => void>();
 
   private constructor(private readonly core: HubCore) {}
 
@@ -166,7 +167,7 @@ export class ConnectedIdentities {
     this.current.set(identity.key, attachment);
     previous?.evict();
     attachment.start();
-    this.connectedByProtocol[context.protocol]++;
+    this.countChanged(context.protocol, 1);
     this.report(attachment, true);
     if (context.logger.isLevelEnabled('info')) {
       context.logger.info(
@@ -190,7 +191,7 @@ export class ConnectedIdentities {
       links.delete(identity.key);
       if (links.size === 0) this.byConnection.delete(connection);
     }
-    this.connectedByProtocol[context.protocol]--;
+    this.countChanged(context.protocol, -1);
     if (attachment.evicted || this.current.get(identity.key) !== attachment) return Promise.resolve();
     this.current.delete(identity.key);
     return this.report(attachment, false);
@@ -231,9 +232,24 @@ export class ConnectedIdentities {
 
   /**
    * Identities connected over `protocol` now (each device or module once per connection it has links on): what
-   * the `fieldhub_connected_devices` gauge should show for AMQP. The head owns the metrics; it reads this.
+   * the `fieldhub_connected_devices` gauge shows for AMQP (the head owns the metrics and watches this).
    */
   count(protocol: 'amqp' | 'amqp-ws'): number {
     return this.connectedByProtocol[protocol];
+  }
+
+  /**
+   * Calls `watcher` with the new {@link count} of a protocol each time it changes (the head sets its metrics
+   * gauge with it). Returns the function that stops watching.
+   */
+  watchCount(watcher: (protocol: 'amqp' | 'amqp-ws', count: number) => void): () => void {
+    this.countWatchers.add(watcher);
+    return () => this.countWatchers.delete(watcher);
+  }
+
+  private countChanged(protocol: 'amqp' | 'amqp-ws', delta: number): void {
+    this.connectedByProtocol[protocol] += delta;
+    const count = this.connectedByProtocol[protocol];
+    for (const watcher of this.countWatchers) watcher(protocol, count);
   }
 }
