@@ -122,6 +122,12 @@ export function createMqttHead(core: HubCore, options: MqttHeadOptions): MqttHea
     closed(session, cleanup) {
       open.delete(session);
       if (connected.delete(session)) gauge(session.transport.protocol, -1);
+      // A session evicted by another head (an AMQP connection of the identity publishes `session.evict.<key>`) is
+      // still this head's current one: no newer MQTT session replaced it, and its finish() releases nothing (an
+      // evicted session reports no disconnect; its successor reported the connect). Forget it here, or it would
+      // stay until the identity's next MQTT connect. A session evicted by a newer MQTT session is no longer the
+      // current one (claim() replaced it first): release() leaves the newer one in place.
+      if (session.evicted) context.release(session);
       const tracked = cleanup.catch((error: unknown) =>
         logger.error({ err: error, ...session.describe() }, 'mqtt session cleanup failed'),
       );
