@@ -443,7 +443,8 @@ describe('AMQP device links', () => {
     expect(
       `${swapped(hex.slice(0, 8))}-${swapped(hex.slice(8, 12))}-${swapped(hex.slice(12, 16))}-${hex.slice(16, 20)}-${hex.slice(20)}`,
     ).toBe(lockToken);
-    expect(annotationTypes(message)['iothub-deliverycount']).toMatch(/Int$/);
+    expect(annotationTypes(message)['iothub-deliverycount']).toMatch(/Ubyte$/i);
+    expect(annotationTypes(message)['x-opt-sequence-number']).toMatch(/Ulong$/i);
 
     // One outcome at a time: rhea folds dispositions written in the same turn into one range with the first's
     // outcome (its write_dispositions compares outcomes only from the second delivery of a range on).

@@ -13,8 +13,9 @@
  *
  * Message shape (§3.4): properties `message_id`, `to`, `correlation_id`, `user_id` (binary), `content_type`,
  * `content_encoding`, `absolute_expiry_time`; application properties = the message's, plus `iothub-ack` when
- * feedback was asked for; annotations `iothub-enqueuedtime` (timestamp), `iothub-deliverycount` (int),
- * `x-opt-sequence-number` (long), `x-opt-lock-token` (the lock token text), body = one data section.
+ * feedback was asked for; annotations `iothub-enqueuedtime` (timestamp), `iothub-deliverycount` (ubyte),
+ * `x-opt-sequence-number` (ulong), `x-opt-lock-token` (the lock token text), body = one data section. The types
+ * are the .NET device SDK's: it reads exactly `byte` and `ulong` and sees 0 for any other numeric type.
  */
 import rhea, { type Delivery, type EventContext, type Message, type Sender } from 'rhea';
 import { type CloudToDeviceDelivery, cloudToDeviceSubject } from '../../../core/cloud-to-device';
@@ -42,8 +43,8 @@ export function cloudToDeviceMessage(delivery: CloudToDeviceDelivery): Message {
     application_properties: applicationProperties,
     message_annotations: {
       'iothub-enqueuedtime': new Date(message.enqueuedTimeUtc),
-      'iothub-deliverycount': rhea.types.wrap_int(delivery.deliveryCount),
-      'x-opt-sequence-number': rhea.types.wrap_long(message.sequenceNumber),
+      'iothub-deliverycount': rhea.types.wrap_ubyte(Math.min(delivery.deliveryCount, 255)),
+      'x-opt-sequence-number': rhea.types.wrap_ulong(message.sequenceNumber),
       'x-opt-lock-token': delivery.lockToken,
     },
     body: rhea.message.data_section(Buffer.from(message.body.buffer, message.body.byteOffset, message.body.byteLength)),
