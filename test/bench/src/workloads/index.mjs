@@ -15,8 +15,8 @@ const boundAt = 95;
 function targetOf(process) {
   const { kind, pid, port, ca } = process;
   if (kind !== 'hub') return { kind, pid, port, ca };
-  const { hostName, httpsPort, serviceConnectionString } = process;
-  return { kind, pid, port, ca, hostName, httpsPort, serviceConnectionString };
+  const { hostName, httpsPort, amqpPort, serviceConnectionString } = process;
+  return { kind, pid, port, ca, hostName, httpsPort, amqpPort, serviceConnectionString };
 }
 
 async function ensureHub(env) {
