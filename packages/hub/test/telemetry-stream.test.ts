@@ -130,7 +130,10 @@ describe('telemetry event stream (Fieldhub extension)', () => {
     expect(client.response.headers['content-type']).toContain('text/event-stream');
     await client.text();
     expect(client.events).toHaveLength(3);
-    const [first, binary, plain] = client.events;
+    // Partitions are merged by enqueued time: events appended in the same millisecond may come in either order.
+    const first = client.events.find((event) => event.messageId === 'm1');
+    const binary = client.events.find((event) => event.deviceId === 'dev2');
+    const plain = client.events.find((event) => event.body === 'plain');
     expect(first).toMatchObject({
       deviceId: 'dev1',
       moduleId: null,
