@@ -114,7 +114,8 @@ describe('fieldhub hub start --demo', () => {
       const hubJson = join(dataDir, 'hub.json');
       await until(() => existsSync(hubJson), 'hub.json', hub.output);
       const info = JSON.parse(readFileSync(hubJson, 'utf8')) as HubJson;
-      expect(hub.output()).toContain('Owner connection string');
+      // The banner follows hub.json (written atomically by the hub as it starts listening) on stdout.
+      await until(() => hub.output().includes('Owner connection string'), 'the banner', hub.output);
       await until(() => hub.output().includes('telemetry #1'), 'the first telemetry', hub.output);
 
       const invoked = await rest(info, 'POST', '/twins/demo-device/methods', { methodName: 'ping', payload: {} });
