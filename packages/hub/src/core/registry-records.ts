@@ -27,6 +27,11 @@ export function moduleKey(deviceId: string, moduleId: string): string {
   return `${deviceId}/${moduleId}`;
 }
 
+/** `deviceId` or `deviceId/moduleId`: one key for a device or a module identity. */
+export function identityKey(deviceId: string, moduleId: string | undefined): string {
+  return moduleId === undefined ? deviceId : moduleKey(deviceId, moduleId);
+}
+
 /** The prefix that selects every module (or module twin) of one device. */
 export function modulePrefix(deviceId: string): string {
   return `${deviceId}/`;

@@ -22,6 +22,7 @@ import {
   type DeviceRecord,
   type DeviceStatus,
   etagMatches,
+  identityKey,
   isoTime,
   isPlainObject,
   type ModuleRecord,
@@ -888,10 +889,6 @@ function idsOf(identity: DeviceRecord | ModuleRecord): IdentityIds {
   return 'moduleId' in identity
     ? { deviceId: identity.deviceId, moduleId: identity.moduleId }
     : { deviceId: identity.deviceId };
-}
-
-function identityKey(deviceId: string, moduleId: string | undefined): string {
-  return moduleId === undefined ? deviceId : moduleKey(deviceId, moduleId);
 }
 
 function splitModuleKey(key: string): [string, string] {

@@ -28,7 +28,8 @@ import type { Logger } from 'pino';
 import type { ConnectionOptions, EventContext, Message, Receiver, Sender } from 'rhea';
 import type { Permission } from '../../core/context';
 import type { HubCore } from '../../core/hub-core';
-import { authenticateCertificate } from '../mqtt/authenticate';
+import { identityKey } from '../../core/registry-records';
+import { authenticateCertificate, identityOf, recordsOf } from '../mqtt/authenticate';
 import type { CertificateChainAuthenticator } from '../mqtt/session';
 import { isCbsAddress, type PutTokenRequest, parsePutToken, putTokenResponse } from './cbs';
 import {
@@ -42,7 +43,7 @@ import {
   type LinkRoute,
   type ServicePrincipal,
 } from './contract';
-import { checkPlain, checkToken, identityKey, identityOf, recordsOf } from './credentials';
+import { checkPlain, checkToken } from './credentials';
 import { FrameGuard, type FrameViolation } from './frame-guard';
 import type {
   LinkInternals,

@@ -18,10 +18,8 @@ import { timingSafeEqual } from 'node:crypto';
 import { parseSasToken, type SasToken } from '@fieldhub/auth';
 import { isValidDeviceId, isValidModuleId } from '@fieldhub/protocol';
 import type { HubCore } from '../../core/hub-core';
-import type { DeviceRecord, ModuleRecord } from '../../core/registry-records';
-import type { ConnectionAuthMethod } from '../../core/telemetry';
-import { checkDeviceSasToken, normalizeHost, resourceCovers } from '../mqtt/authenticate';
-import type { SessionIdentity } from '../mqtt/session';
+import { identityKey } from '../../core/registry-records';
+import { checkDeviceSasToken, identityOf, normalizeHost, recordsOf, resourceCovers } from '../mqtt/authenticate';
 import type { AmqpPrincipal, DevicePrincipal, ServicePrincipal } from './contract';
 
 /** The outcome of a credential check: a principal, or the CBS status code and why. */
@@ -201,42 +199,6 @@ export async function checkPlain(
     ok: true,
     principal: { kind: 'service', policyName: policy.name, permissions: policy.permissions, expiresAtMs: undefined },
   };
-}
-
-/**
- * The registry records of a device (and module), or why it may not connect: unknown, or its device disabled (a
- * module connects under its device).
- */
-export async function recordsOf(
-  core: HubCore,
-  deviceId: string,
-  moduleId: string | undefined,
-): Promise<{ device: DeviceRecord; record: DeviceRecord | ModuleRecord } | string> {
-  const device = await core.registry.getDeviceRecord(deviceId);
-  if (!device) return `unknown device '${deviceId}'`;
-  let record: DeviceRecord | ModuleRecord = device;
-  if (moduleId !== undefined) {
-    const module = await core.registry.getModuleRecord(deviceId, moduleId);
-    if (!module) return `unknown module '${deviceId}/${moduleId}'`;
-    record = module;
-  }
-  if (device.status !== 'enabled') return `device '${deviceId}' is disabled`;
-  return { device, record };
-}
-
-/** The session identity of a device or module authorized by `authMethod`. */
-export function identityOf(
-  deviceId: string,
-  moduleId: string | undefined,
-  record: DeviceRecord | ModuleRecord,
-  authMethod: ConnectionAuthMethod,
-): SessionIdentity {
-  return { deviceId, moduleId, key: identityKey(deviceId, moduleId), authMethod, generationId: record.generationId };
-}
-
-/** `deviceId` or `deviceId/moduleId`. */
-export function identityKey(deviceId: string, moduleId: string | undefined): string {
-  return moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`;
 }
 
 function deviceOfResource(token: SasToken): { deviceId: string; moduleId: string | undefined } | undefined {

@@ -16,7 +16,7 @@ import { derToPem, matchesThumbprint, parseSasToken, type SasToken } from '@fiel
 import { isValidDeviceId, isValidModuleId, parseMqttUsername } from '@fieldhub/protocol';
 import type { IConnectPacket } from 'mqtt-packet';
 import type { HubCore } from '../../core/hub-core';
-import type { DeviceRecord, ModuleRecord } from '../../core/registry-records';
+import { type DeviceRecord, identityKey, type ModuleRecord } from '../../core/registry-records';
 import type { ConnectionAuthMethod } from '../../core/telemetry';
 import type { CertificateChainAuthenticator, SessionIdentity } from './session';
 
@@ -91,25 +91,13 @@ export async function authenticateConnect(
   }
 
   const { core } = options;
-  const device = await core.registry.getDeviceRecord(deviceId);
-  if (!device) return refuse(5, 'unknown device');
-  let record: DeviceRecord | ModuleRecord = device;
-  if (moduleId !== undefined) {
-    const module = await core.registry.getModuleRecord(deviceId, moduleId);
-    if (!module) return refuse(5, 'unknown module');
-    record = module;
-  }
-  // A module connects under its device: a disabled device disables its modules too.
-  if (device.status !== 'enabled') return refuse(5, 'device is disabled');
+  const records = await recordsOf(core, deviceId, moduleId);
+  if (typeof records === 'string') return refuse(5, records);
+  const { record } = records;
 
   const scope: ConnectionAuthMethod['scope'] = moduleId === undefined ? 'device' : 'module';
-  const identity = (authMethod: ConnectionAuthMethod): SessionIdentity => ({
-    deviceId,
-    moduleId,
-    key: moduleId === undefined ? deviceId : `${deviceId}/${moduleId}`,
-    authMethod,
-    generationId: record.generationId,
-  });
+  const identity = (authMethod: ConnectionAuthMethod): SessionIdentity =>
+    identityOf(deviceId, moduleId, record, authMethod);
 
   const password = packet.password === undefined ? '' : packet.password.toString('utf8');
   if (password === '') return authenticateCertificate(record, deviceId, moduleId, options, identity(x509(scope)));
@@ -140,6 +128,37 @@ export async function authenticateConnect(
     return refuse(5, `SAS token refused: SAS token for '${token.resourceUri}' is not authorized`);
   }
   return { ok: true, identity: identity({ scope, type: 'sas', issuer: 'iothub' }), expiresAtMs };
+}
+
+/**
+ * The registry records of a device (and module), or why it may not connect: unknown, or its device disabled (a
+ * module connects under its device: a disabled device disables its modules too). Every device head asks this.
+ */
+export async function recordsOf(
+  core: HubCore,
+  deviceId: string,
+  moduleId: string | undefined,
+): Promise<{ device: DeviceRecord; record: DeviceRecord | ModuleRecord } | string> {
+  const device = await core.registry.getDeviceRecord(deviceId);
+  if (!device) return `unknown device '${deviceId}'`;
+  let record: DeviceRecord | ModuleRecord = device;
+  if (moduleId !== undefined) {
+    const module = await core.registry.getModuleRecord(deviceId, moduleId);
+    if (!module) return `unknown module '${deviceId}/${moduleId}'`;
+    record = module;
+  }
+  if (device.status !== 'enabled') return `device '${deviceId}' is disabled`;
+  return { device, record };
+}
+
+/** The session identity of a device or module authorized by `authMethod`. */
+export function identityOf(
+  deviceId: string,
+  moduleId: string | undefined,
+  record: DeviceRecord | ModuleRecord,
+  authMethod: ConnectionAuthMethod,
+): SessionIdentity {
+  return { deviceId, moduleId, key: identityKey(deviceId, moduleId), authMethod, generationId: record.generationId };
 }
 
 /**
