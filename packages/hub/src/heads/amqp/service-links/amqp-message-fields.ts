@@ -10,6 +10,7 @@
  *   turned into strings, `null` drops the property, and maps, lists and binary are refused (no faithful string).
  */
 import { ArgumentError } from '@fieldhub/protocol';
+import { uuidText } from '../device-links/amqp-values';
 
 const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
 
@@ -19,11 +20,7 @@ export function messageIdString(value: unknown, field: string): string | undefin
   if (typeof value === 'string') return value;
   if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return String(value);
   if (typeof value === 'bigint' && value >= 0n) return value.toString();
-  if (value instanceof Uint8Array) {
-    if (value.byteLength !== 16) return hex(value);
-    const digits = hex(value);
-    return `${digits.slice(0, 8)}-${digits.slice(8, 12)}-${digits.slice(12, 16)}-${digits.slice(16, 20)}-${digits.slice(20)}`;
-  }
+  if (value instanceof Uint8Array) return value.byteLength === 16 ? uuidText(value) : hex(value);
   throw new ArgumentError(`Unsupported ${field} type: a string, uuid, ulong or binary is expected`, { field });
 }
 
