@@ -5,6 +5,7 @@ import { Amqp as DeviceAmqp } from 'azure-iot-device-amqp';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { AmqpWs, Registry, Client as ServiceClient } from 'azure-iothub';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { closeWithin } from '../support/close-within';
 import { type HubProcess, startHubProcess } from '../support/hub-process';
 
 // The official `azure-iothub` `Client` over `AmqpWs`, unchanged, against the hub as a child process (protocol-service.md
@@ -33,14 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   // A client stuck in a handshake must not keep the hub (and its ports) alive: each close gets 10 s.
-  for (const close of closers.splice(0).reverse()) {
-    let timer: NodeJS.Timeout | undefined;
-    const giveUp = new Promise((resolve) => {
-      timer = setTimeout(resolve, 10_000);
-    });
-    await Promise.race([close().catch(() => undefined), giveUp]);
-    clearTimeout(timer);
-  }
+  await closeWithin(closers, 10_000);
   await hub?.dispose();
 });
 
