@@ -2,6 +2,8 @@ import type { FastifyInstance } from 'fastify';
 import type { HubCore } from '../../../core/hub-core';
 import { registerCertificateAuthorityRoutes } from './certificate-authorities';
 import { registerCloudToDeviceRoutes } from './cloud-to-device';
+import { registerDeviceMessageRoutes } from './device-messages';
+import { registerFileUploadRoutes } from './file-upload';
 import { registerMethodRoutes } from './methods';
 import { registerPolicyRoutes } from './policies';
 import { registerQueryRoutes } from './query';
@@ -19,4 +21,6 @@ export function registerHttpRoutes(app: FastifyInstance, core: HubCore): void {
   registerTelemetryStreamRoutes(app, core);
   registerPolicyRoutes(app, core);
   registerCertificateAuthorityRoutes(app, core);
+  registerDeviceMessageRoutes(app, core);
+  registerFileUploadRoutes(app, core);
 }
