@@ -220,6 +220,16 @@ export class ConnectionManager {
     return this.#logger;
   }
 
+  /** The extra trusted CA certificates (PEM) given to the client, for requests made beside the transport. */
+  get ca(): string | undefined {
+    return this.#options.ca;
+  }
+
+  /** The retry policy, for operations that retry on their own (file uploads). */
+  get retryPolicy(): RetryPolicy {
+    return this.#retryPolicy;
+  }
+
   /** Logs `error` and emits it as the `error` event (for failures no operation can report). */
   reportError(error: unknown, message: string): void {
     if (this.#state === 'closed') return;

@@ -9,7 +9,9 @@ import type { ConnectionManager, ConnectionState } from './connection-manager';
 import type { DeviceIdentity } from './credentials';
 import { type DirectMethodHandler, DirectMethods } from './direct-methods';
 import type { DeviceClientEvents, Listener } from './events';
+import { FileUpload, type UploadFileOptions, type UploadFileResult } from './file-upload';
 import { Telemetry, type TelemetryMessage } from './telemetry';
+import type { FileUploadData, FileUploadService } from './transport/file-upload';
 import type { OperationOptions, TransportCapabilities } from './transport/transport';
 import { type DesiredPropertiesPatch, type Twin, TwinFeature, type TwinOptions } from './twin';
 
@@ -17,6 +19,11 @@ import { type DesiredPropertiesPatch, type Twin, TwinFeature, type TwinOptions }
 export interface DeviceClientFeatureOptions {
   readonly cloudToDevice?: CloudToDeviceOptions;
   readonly twin?: TwinOptions;
+  /**
+   * How `uploadFile` reaches the hub and the store (HTTPS, beside the transport). `@fieldhub/device` passes
+   * `httpFileUpload()`; without one, `uploadFile` rejects with UnsupportedFeatureError.
+   */
+  readonly fileUpload?: FileUploadService;
 }
 
 /**
@@ -40,6 +47,7 @@ export class DeviceClient implements AsyncDisposable {
   readonly #twin: TwinFeature;
   readonly #methods: DirectMethods;
   readonly #cloudToDevice: CloudToDevice;
+  readonly #fileUpload: FileUpload;
 
   /**
    * Use `createDeviceClient()`, which connects; this constructor does not.
@@ -51,6 +59,7 @@ export class DeviceClient implements AsyncDisposable {
     this.#twin = new TwinFeature(manager, options.twin);
     this.#methods = new DirectMethods(manager);
     this.#cloudToDevice = new CloudToDevice(manager, options.cloudToDevice);
+    this.#fileUpload = new FileUpload(manager, { service: options.fileUpload });
   }
 
   /** Who this client is: hub, device id, module id (for a module), gateway. */
@@ -150,6 +159,32 @@ export class DeviceClient implements AsyncDisposable {
    */
   onDirectMethod(methodName: string, handler: DirectMethodHandler): () => void {
     return this.#methods.on(methodName, handler);
+  }
+
+  /**
+   * Uploads `data` as blob `blobName` (the hub stores it as `{deviceId}/{blobName}`) and tells the hub, which
+   * notifies the service (protocol-device.md §4.3). Uploads make their own HTTPS requests whichever transport the
+   * client uses, so they work while it reconnects. `data` is bytes (a Buffer) or an AsyncIterable of them (a Node
+   * Readable, a web ReadableStream); large and streamed bodies go in blocks, with `onProgress` called as the store
+   * acknowledges them. A failed or aborted upload is reported to the hub too (best effort), so that it frees the
+   * upload slot. A stream the upload read from is closed when it fails.
+   *
+   * @throws UnsupportedFeatureError for a module identity (modules cannot upload files) or without a
+   * `fileUpload` service; ArgumentError for a bad `blobName`, `data` or `length` (also a stream that yields
+   * strings, or ends shorter than `length`), or a request the hub or store refused; AuthenticationError when the
+   * hub refused the device's credentials (after one fresh token) or the store refused the SAS (tampered, expired);
+   * ThrottledError when the device has too many uploads in progress; ConnectionError when the hub or the store
+   * could not be reached, or `client closed`; AbortError.
+   * @example
+   * ```ts
+   * const { blobName } = await client.uploadFile('logs/today.txt', createReadStream(path), {
+   *   length: (await stat(path)).size,
+   *   onProgress: ({ bytesUploaded, totalBytes }) => console.log(`${bytesUploaded} / ${totalBytes}`),
+   * });
+   * ```
+   */
+  uploadFile(blobName: string, data: FileUploadData, options?: UploadFileOptions): Promise<UploadFileResult> {
+    return this.#fileUpload.upload(blobName, data, options);
   }
 
   /** Listens to a lifecycle event; returns the function that stops listening. */

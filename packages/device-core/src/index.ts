@@ -37,9 +37,16 @@ export * from './device-client';
 export * from './direct-methods';
 export * from './errors';
 export * from './events';
+export {
+  defaultFileUpload,
+  type UploadFileOptions,
+  type UploadFileResult,
+} from './file-upload';
 export * from './logger';
 export * from './offline-queue';
 export * from './retry-policy';
 export * from './telemetry';
+export type * from './transport/file-upload';
+export { blobUrlOf } from './transport/file-upload';
 export type * from './transport/transport';
 export * from './twin';
