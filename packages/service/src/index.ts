@@ -1,12 +1,13 @@
 /**
  * @fieldhub/service: the back-end SDK of a Fieldhub (or Azure IoT Hub) hub: the identity registry (devices,
- * modules, bulk, statistics), twins, queries, direct methods, cloud-to-device messages with feedback, and reading
- * telemetry from the built-in endpoint.
+ * modules, bulk, statistics), twins, queries, direct methods, cloud-to-device messages with feedback, reading
+ * telemetry from the built-in endpoint, and file-upload notifications.
  *
  * It speaks the hub's REST API (Azure's routes with `api-version=2021-04-12`, on undici) and, for cloud-to-device
- * send, feedback and reading telemetry, AMQP as Azure's own service clients do (on rhea-promise): `/messages/devicebound`,
- * `/messages/serviceBound/feedback`, and the built-in endpoint as Event Hubs speaks it; so all of it works against
- * Azure IoT Hub too. Depends on @fieldhub/protocol, @fieldhub/auth, undici and rhea-promise; never on the device SDK
+ * send, feedback, reading telemetry and file-upload notifications, AMQP as Azure's own service clients do (on
+ * rhea-promise): `/messages/devicebound`, `/messages/serviceBound/feedback`,
+ * `/messages/serviceBound/filenotifications`, and the built-in endpoint as Event Hubs speaks it; so all of it works
+ * against Azure IoT Hub too. Depends on @fieldhub/protocol, @fieldhub/auth, undici and rhea-promise; never on the device SDK
  * or the hub (ARCHITECTURE.md).
  * Errors are the HubError family of @fieldhub/protocol.
  *
@@ -39,6 +40,7 @@ export {
   type UpdateOptions,
 } from './devices';
 export type { DirectMethodRequest, DirectMethodResponse, DirectMethods } from './direct-methods';
+export type { FileUploadNotification, FileUploadNotificationOptions, FileUploads } from './file-uploads';
 export { apiVersion } from './http-client';
 export type { CallOptions } from './options';
 export type { QueryOptions, QueryPage, QueryResult } from './query';

@@ -6,6 +6,7 @@ import { AmqpClient } from './amqp-client';
 import { CloudToDevice } from './cloud-to-device';
 import { Devices } from './devices';
 import { DirectMethods } from './direct-methods';
+import { FileUploads } from './file-uploads';
 import { HttpClient, splitHost } from './http-client';
 import { type QueryOptions, QueryResult } from './query';
 import { Telemetry } from './telemetry';
@@ -41,7 +42,7 @@ export interface ServiceClientOptions {
   timeoutMs?: number;
 }
 
-/** A service client: registry, twins, query, direct methods, cloud-to-device, telemetry. */
+/** A service client: registry, twins, query, direct methods, cloud-to-device, telemetry, file-upload notifications. */
 export interface ServiceClient extends AsyncDisposable {
   /** The hub's host name, as in the connection string. */
   readonly hostName: string;
@@ -55,6 +56,8 @@ export interface ServiceClient extends AsyncDisposable {
   readonly cloudToDevice: CloudToDevice;
   /** Reading the built-in endpoint. */
   readonly telemetry: Telemetry;
+  /** File upload, service side: the notifications of files devices uploaded. */
+  readonly fileUploads: FileUploads;
   /**
    * Runs a query (`SELECT * FROM devices WHERE ...`). The result is an async iterable over every item of every
    * page (pages are fetched as iteration proceeds), with `.pages()` for page-wise access.
@@ -62,7 +65,8 @@ export interface ServiceClient extends AsyncDisposable {
    */
   query<T = Record<string, unknown>>(text: string, options?: QueryOptions): QueryResult<T>;
   /**
-   * Closes every connection: calls in flight reject with AbortError, telemetry and feedback iterators end.
+   * Closes every connection: calls in flight reject with AbortError; telemetry, feedback and file-upload
+   * notification iterators end.
    * Idempotent.
    */
   close(): Promise<void>;
@@ -71,7 +75,8 @@ export interface ServiceClient extends AsyncDisposable {
 /**
  * Creates a service client. Synchronous: it only parses the connection string and prepares a connection pool;
  * connections open on the first call: HTTPS for the registry, twins, query, direct methods and purge; one AMQP
- * connection (TLS on `amqpPort`, or WebSockets on `port`) for cloud-to-device send, feedback and telemetry.
+ * connection (TLS on `amqpPort`, or WebSockets on `port`) for cloud-to-device send, feedback, telemetry and
+ * file-upload notifications.
  *
  * @example
  * ```ts
@@ -130,6 +135,7 @@ export function createServiceClient(options: ServiceClientOptions): ServiceClien
     directMethods: new DirectMethods(http),
     cloudToDevice: new CloudToDevice(http, amqp),
     telemetry: new Telemetry(amqp),
+    fileUploads: new FileUploads(amqp),
     query: <T = Record<string, unknown>>(text: string, queryOptions: QueryOptions = {}) =>
       new QueryResult<T>(http, text, queryOptions),
     close,
