@@ -4,6 +4,7 @@ import { addCloudToDeviceCommands } from './commands/c2d';
 import { addCaCommands } from './commands/ca';
 import { addCertCommands } from './commands/cert';
 import { addDeviceCommands } from './commands/device';
+import { addFileCommands } from './commands/files';
 import { addHubCommands } from './commands/hub-start';
 import { addMethodCommands } from './commands/method';
 import { addMonitorCommand } from './commands/monitor';
@@ -23,6 +24,7 @@ export function createProgram(): Command {
   addMethodCommands(program);
   addCloudToDeviceCommands(program);
   addMonitorCommand(program);
+  addFileCommands(program);
   addSimulateCommand(program);
   addCertCommands(program);
   addCaCommands(program);
