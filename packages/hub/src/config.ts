@@ -18,7 +18,54 @@ export interface HubConfig {
   /** pino level: fatal, error, warn, info, debug, trace, silent. */
   readonly logLevel: string;
   readonly core: CoreOptions;
+  /** File upload (protocol-service.md §8): where devices upload and how the service hears of it. */
+  readonly fileUpload: FileUploadConfig;
 }
+
+/**
+ * File upload settings, after Azure's `storageEndpoints.$default` and `messagingEndpoints.fileNotifications`
+ * (protocol-service.md §8).
+ */
+export interface FileUploadConfig {
+  /** The blob container devices upload into. Default `fieldhub-uploads`. */
+  readonly containerName: string;
+  /** Lifetime of the SAS a device receives (ms). Default 1 h (Azure `sasTtlAsIso8601`). */
+  readonly sasTtlMs: number;
+  /** Whether a successful upload sends a file-upload notification to the service. Default true. */
+  readonly notifications: boolean;
+  /** Notification time to live (ms). Default 1 h (Azure `ttlAsIso8601`, 1 min to 48 h). */
+  readonly notificationTtlMs: number;
+  /** Lock of a received notification (ms). Default 60 s (Azure `lockDurationAsIso8601`, 5 to 300 s). */
+  readonly notificationLockDurationMs: number;
+  /** Deliveries before a notification is dropped. Default 10 (Azure `maxDeliveryCount`, 1 to 100). */
+  readonly notificationMaxDeliveryCount: number;
+  /** Largest blob the embedded store accepts (bytes). Default 256 MiB. */
+  readonly maxBlobBytes: number;
+  /**
+   * An Azure Storage connection string (`DefaultEndpointsProtocol=https;AccountName=..;AccountKey=..;
+   * EndpointSuffix=..` or `..;BlobEndpoint=https://..`): devices upload there instead of to the hub's embedded
+   * Blob-compatible store. Absent by default.
+   */
+  readonly storageConnectionString: string | undefined;
+  /**
+   * A PEM file of CA certificates to trust for the external store's endpoint (a self-hosted store with its own
+   * CA); Node's default trust (and NODE_EXTRA_CA_CERTS) otherwise.
+   */
+  readonly storageCaCertificate: string | undefined;
+}
+
+/** The defaults of {@link FileUploadConfig}. */
+export const defaultFileUploadConfig: FileUploadConfig = {
+  containerName: 'fieldhub-uploads',
+  sasTtlMs: 60 * 60 * 1000,
+  notifications: true,
+  notificationTtlMs: 60 * 60 * 1000,
+  notificationLockDurationMs: 60 * 1000,
+  notificationMaxDeliveryCount: 10,
+  maxBlobBytes: 256 * 1024 * 1024,
+  storageConnectionString: undefined,
+  storageCaCertificate: undefined,
+};
 
 /** A partial configuration, as given by flags, environment or file. */
 export interface HubConfigInput {
@@ -29,6 +76,7 @@ export interface HubConfigInput {
   ports?: { mqtt?: number; amqp?: number; https?: number };
   logLevel?: string;
   core?: Partial<CoreOptions>;
+  fileUpload?: Partial<FileUploadConfig>;
 }
 
 /** Azure IoT Hub's ports. */
@@ -45,6 +93,8 @@ export const environmentVariables = {
   httpsPort: 'FIELDHUB_HTTPS_PORT',
   logLevel: 'FIELDHUB_LOG_LEVEL',
   configFile: 'FIELDHUB_CONFIG',
+  fileUploadContainer: 'FIELDHUB_FILE_UPLOAD_CONTAINER',
+  fileUploadStorageConnectionString: 'FIELDHUB_FILE_UPLOAD_STORAGE_CONNECTION_STRING',
 } as const;
 
 function port(value: string | number | undefined, field: string): number | undefined {
@@ -78,6 +128,12 @@ export function configFromEnvironment(env: Record<string, string | undefined> = 
   if (amqp !== undefined) ports.amqp = amqp;
   if (https !== undefined) ports.https = https;
   if (Object.keys(ports).length > 0) input.ports = ports;
+  const fileUpload: { -readonly [K in keyof FileUploadConfig]?: FileUploadConfig[K] } = {};
+  const containerName = text(environmentVariables.fileUploadContainer);
+  const storageConnectionString = text(environmentVariables.fileUploadStorageConnectionString);
+  if (containerName !== undefined) fileUpload.containerName = containerName;
+  if (storageConnectionString !== undefined) fileUpload.storageConnectionString = storageConnectionString;
+  if (Object.keys(fileUpload).length > 0) input.fileUpload = fileUpload;
   return input;
 }
 
@@ -133,5 +189,63 @@ export function resolveConfig(
       ...flags.core,
       cloudToDevice: { ...defaultCoreOptions.cloudToDevice, ...file.core?.cloudToDevice, ...flags.core?.cloudToDevice },
     },
+    fileUpload: checkFileUpload({
+      ...defaultFileUploadConfig,
+      ...file.fileUpload,
+      ...env.fileUpload,
+      ...flags.fileUpload,
+    }),
   };
+}
+
+// Paths the hub serves itself: a container of that name would shadow them (or they it).
+const reservedContainerNames = new Set([
+  'devices',
+  'twins',
+  'messages',
+  'jobs',
+  'configurations',
+  'modules',
+  'fieldhub',
+  'metrics',
+  'certificates',
+  'digitaltwins',
+  'statistics',
+]);
+
+/**
+ * Checks the file upload settings against Azure's ranges and the container naming rules.
+ * @throws ArgumentError naming the field that is out of range.
+ */
+function checkFileUpload(config: FileUploadConfig): FileUploadConfig {
+  const fail = (field: string, message: string): never => {
+    throw new ArgumentError(`fileUpload.${field} ${message}`, { field: `fileUpload.${field}` });
+  };
+  // Azure's container names: 3-63 characters, lower-case letters, digits and single hyphens, starting and ending
+  // with a letter or digit.
+  if (!/^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$/.test(config.containerName)) {
+    fail(
+      'containerName',
+      `must be 3 to 63 lower-case letters, digits and single hyphens, got '${config.containerName}'`,
+    );
+  }
+  if (reservedContainerNames.has(config.containerName)) {
+    fail('containerName', `'${config.containerName}' is a path the hub serves itself`);
+  }
+  const range = (field: keyof FileUploadConfig, min: number, max: number) => {
+    const value = config[field];
+    if (typeof value !== 'number' || !Number.isFinite(value) || value < min || value > max) {
+      fail(field, `must be a number from ${min} to ${max}, got ${String(value)}`);
+    }
+  };
+  range('sasTtlMs', 60_000, 24 * 60 * 60 * 1000);
+  range('notificationTtlMs', 60_000, 48 * 60 * 60 * 1000);
+  range('notificationLockDurationMs', 5_000, 300_000);
+  range('notificationMaxDeliveryCount', 1, 100);
+  range('maxBlobBytes', 1, Number.MAX_SAFE_INTEGER);
+  if (typeof config.notifications !== 'boolean') fail('notifications', 'must be true or false');
+  if (config.storageConnectionString !== undefined && typeof config.storageConnectionString !== 'string') {
+    fail('storageConnectionString', 'must be a string');
+  }
+  return config;
 }

@@ -1,13 +1,18 @@
-import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { Server } from 'node:https';
 import { join } from 'node:path';
 import { parseConnectionString } from '@fieldhub/protocol';
 import pino, { type Logger } from 'pino';
+import { registerBlobEndpoint } from './blob/blob-endpoint';
+import { BlobStore, ensureEmbeddedAccount } from './blob/blob-store';
+import { parseStorageConnectionString } from './blob/storage-account';
+import { embeddedUploadStorage, externalUploadStorage } from './blob/upload-storage';
 import type { Bus } from './bus/bus';
 import { createLocalBus } from './bus/local/local-bus';
 import { defaultPorts, type HubConfig, type HubConfigInput, resolveConfig } from './config';
 import type { CoreContext } from './core/context';
-import { createHubCore, type HubCore } from './core/hub-core';
+import type { FileUploadStorage } from './core/file-uploads';
+import { createHubCore, type FileUploadSetup, type HubCore } from './core/hub-core';
 import { type AmqpHead, createAmqpHead } from './heads/amqp/amqp-head';
 import { registerHttpRoutes } from './heads/http/routes/index';
 import { createHttpServer } from './heads/http/server';
@@ -35,6 +40,12 @@ export interface HubInfo {
    * EntityPath={hubName}`. The port is written when it is not 5671 (`@azure/event-hubs` reads it from Endpoint).
    */
   readonly eventHubConnectionString: string;
+  /**
+   * File upload: the container devices upload into and, when the hub's embedded Blob-compatible store serves the
+   * uploads, its storage connection string (`DefaultEndpointsProtocol=https;AccountName=..;AccountKey=..;
+   * BlobEndpoint=https://{host}[:{port}]`) for tools that read the blobs back; `null` with external storage.
+   */
+  readonly fileUpload: { readonly containerName: string; readonly storageConnectionString: string | null };
 }
 
 /** A composed hub. `start()` listens and writes `hub.json`; `stop()` drains and closes. */
@@ -75,6 +86,8 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
   let amqp: AmqpHead | undefined;
   let info: HubInfo | undefined;
   let stopping: Promise<void> | undefined;
+  // The host devices upload to (embedded store): known once the HTTPS port is.
+  let httpsHost = config.hostName;
 
   async function start(): Promise<HubInfo> {
     if (info) return info;
@@ -82,19 +95,31 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
     const tls: TlsMaterial = await ensureTlsMaterial(config.dataDir, config.hostName, logger);
     store = await openSqliteStore({ path: join(config.dataDir, 'hub.db'), logger });
     bus = createLocalBus();
+    const now = options.now ?? Date.now;
+    const upload = fileUploadSetup(config, now, () => httpsHost);
     const context: CoreContext = {
       hubName: config.hubName,
       hostName: config.hostName,
       store,
       bus,
       logger,
-      now: options.now ?? Date.now,
+      now,
       options: config.core,
     };
-    core = await createHubCore(context, metrics);
+    core = await createHubCore(context, metrics, upload.setup);
 
     const http = createHttpServer({ tls, logger, metrics });
     registerHttpRoutes(http.app, core);
+    if (upload.embedded) {
+      registerBlobEndpoint(http.app, {
+        store: upload.embedded.store,
+        accountName: upload.setup.storage.accountName,
+        accountKey: upload.setup.storage.accountKey,
+        containerName: config.fileUpload.containerName,
+        now,
+        logger,
+      });
+    }
     await http.app.ready();
     server = http.server;
     closeApp = () => http.app.close();
@@ -109,6 +134,7 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
       else socket.end('HTTP/1.1 404 Not Found\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
     });
     const httpsPort = await listenHttps(server, config.ports.https, config.bind, logger);
+    httpsHost = httpsPort === defaultPorts.https ? config.hostName : `${config.hostName}:${httpsPort}`;
     const mqttPort = await mqtt.listen(config.ports.mqtt, config.bind);
     const amqpPort = await amqp.listen(config.ports.amqp, config.bind);
 
@@ -119,6 +145,13 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
       caCertificate: tls.caCertificatePath,
       serviceConnectionString,
       eventHubConnectionString: eventHubConnectionString(config, amqpPort, serviceConnectionString),
+      fileUpload: {
+        containerName: config.fileUpload.containerName,
+        storageConnectionString: upload.embedded
+          ? `DefaultEndpointsProtocol=https;AccountName=${upload.setup.storage.accountName};` +
+            `AccountKey=${upload.setup.storage.accountKey};BlobEndpoint=https://${httpsHost}`
+          : null,
+      },
     };
     writeHubJson(config.dataDir, info);
     logger.info({ ports: info.ports, dataDir: config.dataDir }, 'hub listening');
@@ -155,6 +188,40 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
     },
     start,
     stop,
+  };
+}
+
+/**
+ * Where devices upload: an external store when `fileUpload.storageConnectionString` is set, else the embedded
+ * store under `<dataDir>/blobs`, with an account named after the hub and a key made once.
+ */
+function fileUploadSetup(
+  config: HubConfig,
+  now: () => number,
+  httpsHost: () => string,
+): { setup: FileUploadSetup; embedded: { store: BlobStore } | undefined } {
+  const options = config.fileUpload;
+  let storage: FileUploadStorage;
+  let embedded: { store: BlobStore } | undefined;
+  if (options.storageConnectionString !== undefined) {
+    const ca =
+      options.storageCaCertificate === undefined ? undefined : readFileSync(options.storageCaCertificate, 'utf8');
+    storage = externalUploadStorage(parseStorageConnectionString(options.storageConnectionString), { ca, now });
+  } else {
+    // Azure account names are 3-24 lower-case letters and digits.
+    const accountName = `${config.hubName.toLowerCase().replace(/[^a-z0-9]/g, '')}blobs`.slice(0, 24);
+    const account = ensureEmbeddedAccount(config.dataDir, accountName);
+    const store = new BlobStore(config.dataDir, options.maxBlobBytes);
+    storage = embeddedUploadStorage(store, account, httpsHost);
+    embedded = { store };
+  }
+  return {
+    setup: {
+      storage,
+      options,
+      ...(embedded ? { onSweep: (time: number) => embedded.store.sweep(time) } : {}),
+    },
+    embedded,
   };
 }
 

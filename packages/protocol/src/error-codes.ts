@@ -29,6 +29,10 @@ export const ErrorCodes = {
   IotHubFormatError: entry(400006),
   DeviceDefinedMultipleTimes: entry(400011),
   BulkRegistryOperationFailure: entry(400013),
+  // File upload (Azure's IoT Hub error reference, 4000xx and 403006).
+  InvalidFileUploadCorrelationId: entry(400015),
+  ExpiredFileUploadCorrelationId: entry(400016),
+  InvalidFileUploadCompletionStatus: entry(400019),
   IotHubSuspended: entry(400020),
   IotHubNotFound: entry(401001),
   IotHubUnauthorizedAccess: entry(401002),
@@ -37,6 +41,7 @@ export const ErrorCodes = {
   IotHubQuotaExceeded: entry(403002),
   DeviceMaximumQueueDepthExceeded: entry(403004),
   IotHubMaxCbsTokenExceeded: entry(403005),
+  DeviceMaximumActiveFileUploadLimitExceeded: entry(403006),
   DeviceNotFound: entry(404001),
   JobNotFound: entry(404002),
   ModuleNotFound: entry(404010),

@@ -4,6 +4,7 @@ import { CloudToDevice } from './cloud-to-device';
 import type { CoreContext } from './context';
 import { DirectMethods } from './direct-methods';
 import { HubEvents } from './events';
+import { type FileUploadOptions, type FileUploadStorage, FileUploads } from './file-uploads';
 import { Policies } from './policies';
 import { type LifecycleSink, Registry } from './registry';
 import { BuiltInEndpoint } from './telemetry';
@@ -25,12 +26,26 @@ export interface HubCore {
   readonly directMethods: DirectMethods;
   /** Uploaded CA certificates and the device chain check every head shares (X.509 CA authentication). */
   readonly certificateAuthorities: CertificateAuthorities;
+  /** File upload: SAS URIs for devices, upload outcomes, and the file-upload notifications for the service. */
+  readonly fileUploads: FileUploads;
   /** Stops timers (retention, sweeps) and live readers. The store and bus are closed by their owner. */
   stop(): Promise<void>;
 }
 
+/** What file upload needs beyond the context: where devices upload, and the `fileUpload` settings. */
+export interface FileUploadSetup {
+  readonly storage: FileUploadStorage;
+  readonly options: FileUploadOptions;
+  /** Runs on every sweep (the embedded store drops stale uncommitted blocks). */
+  readonly onSweep?: (now: number) => Promise<void>;
+}
+
 /** Composes the core services and makes sure the default policies exist. */
-export async function createHubCore(context: CoreContext, metrics: HubMetrics): Promise<HubCore> {
+export async function createHubCore(
+  context: CoreContext,
+  metrics: HubMetrics,
+  fileUpload: FileUploadSetup,
+): Promise<HubCore> {
   const telemetry = new BuiltInEndpoint(context);
   const events = new HubEvents(context, telemetry);
   const sink: LifecycleSink = {
@@ -44,6 +59,7 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
   // The registry reports the queue depth the cloud-to-device service owns, and the cloud-to-device service
   // checks devices in the registry: the closure breaks the construction cycle.
   let cloudToDevice: CloudToDevice | undefined;
+  let fileUploads: FileUploads | undefined;
   // Cloud-to-device queues are per device (Azure has none for modules), so a module reports 0.
   const cloudToDeviceMessageCount = async (deviceId: string, moduleId: string | undefined) =>
     cloudToDevice && moduleId === undefined ? cloudToDevice.count(deviceId) : 0;
@@ -55,11 +71,16 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
         // The device is gone already: drop its queue and pending feedback (purge() would answer 404001).
         if (ids.moduleId === undefined && cloudToDevice) await cloudToDevice.forgetDevice(ids.deviceId);
       },
+      async (ids) => {
+        if (ids.moduleId === undefined && fileUploads) await fileUploads.forgetDevice(ids.deviceId);
+      },
     ],
   });
   const twins = new Twins(context, { events: sink, cloudToDeviceMessageCount });
   cloudToDevice = new CloudToDevice(context, registry);
   const directMethods = new DirectMethods(context, registry);
+  fileUploads = new FileUploads(context, registry, fileUpload.storage, fileUpload.options, fileUpload.onSweep);
+  const uploads = fileUploads;
   const policies = new Policies(context);
   await policies.ensureDefaults();
   const queues = cloudToDevice;
@@ -67,6 +88,7 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
     const depths = await queues.depths();
     metrics.setQueueDepth('cloudToDevice', depths.messages);
     metrics.setQueueDepth('feedback', depths.feedback);
+    metrics.setQueueDepth('fileNotifications', await uploads.pendingNotifications());
   });
   // No device session survives a restart: whatever the registry still shows as Connected is stale.
   await registry.resetConnectionStates();
@@ -82,9 +104,11 @@ export async function createHubCore(context: CoreContext, metrics: HubMetrics): 
     cloudToDevice,
     directMethods,
     certificateAuthorities: new CertificateAuthorities(context),
+    fileUploads: uploads,
     async stop() {
       telemetry.stop();
       cloudToDevice?.stop();
+      uploads.stop();
     },
   };
 }
