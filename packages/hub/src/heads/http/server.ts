@@ -1,3 +1,4 @@
+import { constants as cryptoConstants } from 'node:crypto';
 import { createServer, type Server } from 'node:https';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
 import Fastify, { type FastifyError, type FastifyInstance, LogController } from 'fastify';
@@ -34,8 +35,17 @@ export function createHttpServer(options: HttpServerOptions): { app: FastifyInst
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 1024 },
     serverFactory: (handler) => {
       // X.509 devices present a client certificate over WebSockets too; the device heads verify it (no rejection here).
+      // No TLS session resumption: a resumed session carries the client's leaf certificate but not the
+      // intermediates it sent, so a CA-signed device behind an intermediate would be refused on every resumed
+      // connection (Node's https agent resumes by default, azure-iot-device-http included).
       server = createServer(
-        { cert: options.tls.cert, key: options.tls.key, requestCert: true, rejectUnauthorized: false },
+        {
+          cert: options.tls.cert,
+          key: options.tls.key,
+          requestCert: true,
+          rejectUnauthorized: false,
+          secureOptions: cryptoConstants.SSL_OP_NO_TICKET,
+        },
         handler,
       );
       return server;
