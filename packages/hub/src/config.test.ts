@@ -61,4 +61,48 @@ describe('resolveConfig', () => {
     writeFileSync(file, '{ not json');
     expect(() => resolveConfig({}, { env: {}, configFile: file })).toThrow(ArgumentError);
   });
+
+  it("has Azure's file upload defaults, and takes the container and storage from the environment and file", () => {
+    const defaults = resolveConfig({}, { env: {} }).fileUpload;
+    expect(defaults).toMatchObject({
+      containerName: 'fieldhub-uploads',
+      sasTtlMs: 3_600_000,
+      notifications: true,
+      notificationTtlMs: 3_600_000,
+      notificationLockDurationMs: 60_000,
+      notificationMaxDeliveryCount: 10,
+    });
+    expect(defaults.storageConnectionString).toBeUndefined();
+    const dir = tempDir();
+    const file = join(dir, 'fieldhub.json');
+    writeFileSync(file, JSON.stringify({ fileUpload: { containerName: 'from-file', notifications: false } }));
+    const config = resolveConfig(
+      {},
+      {
+        env: {
+          FIELDHUB_FILE_UPLOAD_CONTAINER: 'from-env',
+          FIELDHUB_FILE_UPLOAD_STORAGE_CONNECTION_STRING: 'AccountName=a;AccountKey=a2V5',
+        },
+        configFile: file,
+      },
+    );
+    expect(config.fileUpload.containerName).toBe('from-env');
+    expect(config.fileUpload.notifications).toBe(false);
+    expect(config.fileUpload.storageConnectionString).toBe('AccountName=a;AccountKey=a2V5');
+  });
+
+  it('rejects file upload settings out of range, naming the field', () => {
+    expect(() => resolveConfig({ fileUpload: { containerName: 'Bad_Name' } }, { env: {} })).toThrow(
+      /fileUpload.containerName/,
+    );
+    expect(() => resolveConfig({ fileUpload: { containerName: 'devices' } }, { env: {} })).toThrow(
+      /path the hub serves/,
+    );
+    expect(() => resolveConfig({ fileUpload: { notificationLockDurationMs: 1000 } }, { env: {} })).toThrow(
+      /fileUpload.notificationLockDurationMs/,
+    );
+    expect(() => resolveConfig({ fileUpload: { notificationMaxDeliveryCount: 101 } }, { env: {} })).toThrow(
+      ArgumentError,
+    );
+  });
 });

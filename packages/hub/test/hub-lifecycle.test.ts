@@ -27,6 +27,12 @@ describe('hub lifecycle', () => {
       eventHubConnectionString: expect.stringMatching(
         /^Endpoint=sb:\/\/localhost:\d+\/;SharedAccessKeyName=iothubowner;SharedAccessKey=.+;EntityPath=localhost$/,
       ),
+      fileUpload: {
+        containerName: 'fieldhub-uploads',
+        storageConnectionString: expect.stringMatching(
+          /^DefaultEndpointsProtocol=https;AccountName=localhostblobs;AccountKey=.+;BlobEndpoint=https:\/\/localhost:\d+$/,
+        ),
+      },
     });
     const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8');
     expect((await first.request('PUT', '/devices/kept', { body: { deviceId: 'kept' } })).status).toBe(200);
