@@ -141,6 +141,10 @@ class FileNotificationsLink implements LinkHandle {
         );
         if (delivery.settled) await this.finish(next.lockToken, 'complete');
         else this.unsettled.set(delivery, next.lockToken);
+        // rhea takes the credit when it transmits, on the next tick: until then `sendable()` still counts it, and
+        // the next notification would be locked into this link's send buffer, beyond the peer's credit, instead of
+        // going to another receiver.
+        await new Promise<void>((resolve) => process.nextTick(resolve));
       }
     } while (this.again && !this.closed);
   }
