@@ -11,6 +11,7 @@
 
 import { createSasToken } from '@fieldhub/auth';
 import type {
+  IncomingCloudToDeviceMessage,
   Transport,
   TransportConnectOptions,
   TransportCredentials,
@@ -57,6 +58,29 @@ function isTelemetryOf(event: { deviceId: string | undefined; source: string | u
   return event.deviceId === deviceId && (event.source === undefined || event.source === 'Telemetry');
 }
 
+/** Options of {@link describeTransportConformance}. */
+export interface ConformanceOptions {
+  /**
+   * What property names and values the transport can carry. `'any'` (default; MQTT, AMQP): any string, the suite
+   * sends names and values with `/`, `&`, `=` and spaces. `'httpToken'` (HTTPS, where properties are `iothub-app-*`
+   * headers): IoT Hub's documented HTTPS alphabet, ASCII letters and digits plus ``! # $ % & ' * + - . ^ _ ` | ~``,
+   * names in lower case (HTTP header names are case-insensitive on the way back).
+   */
+  readonly propertyCharset?: 'any' | 'httpToken';
+}
+
+/** Properties outside the plain alphanumerics, per charset: the suite checks they arrive unchanged. */
+const oddProperties = {
+  any: {
+    telemetry: { alert: 'high temp', 'a/b&c=d': 'x/y&z=%' },
+    cloudToDevice: { color: 'blue', 'odd/key&=': 'odd/value&=' },
+  },
+  httpToken: {
+    telemetry: { alert: 'high-temp', "odd!#$%&'*+-.^_`|~": "x%y&z!#'*+-.^_`|~" },
+    cloudToDevice: { color: 'blue', "odd!#$%&'*+-.^_`|~key": "odd!#$%&'*+-.^_`|~value" },
+  },
+} as const;
+
 let deviceCounter = 0;
 const nextDeviceId = (prefix: string): string => `${prefix}-${process.pid}-${++deviceCounter}`;
 
@@ -67,8 +91,14 @@ const nextDeviceId = (prefix: string): string => `${prefix}-${process.pid}-${++d
  * @param factory makes the factory once the suite's hub runs: it receives the hub (ports, CA), so that a
  * transport can be pointed at the hub's ephemeral ports (`mqtt({ port: hub.info.ports.mqtt })`). A zero-argument
  * function fits too.
+ * @param options what the transport's wire can carry (see {@link ConformanceOptions}).
  */
-export function describeTransportConformance(name: string, factory: (hub: ConformanceHub) => TransportFactory): void {
+export function describeTransportConformance(
+  name: string,
+  factory: (hub: ConformanceHub) => TransportFactory,
+  options: ConformanceOptions = {},
+): void {
+  const properties = oddProperties[options.propertyCharset ?? 'any'];
   describe(`transport conformance: ${name}`, () => {
     let hub: ConformanceHub;
     let transportFactory: TransportFactory;
@@ -109,6 +139,44 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
       return hub.createSasDevice(nextDeviceId(prefix));
     }
 
+    const perRequest = (): boolean => transportFactory.capabilities.credentialRenewal === 'perRequest';
+
+    /**
+     * How `credentials` the hub refuses surface. A transport with a connection refuses them in `connect`. One whose
+     * credentials travel with each request (`credentialRenewal: 'perRequest'`, HTTPS) may connect (the hub sees
+     * no credentials then, as the official HTTPS SDK's `open()` sends nothing), but then its first operation rejects
+     * with the AuthenticationError, nothing reaches the hub, and the transport reports the connection lost, once.
+     */
+    async function refused(credentials: TransportCredentials): Promise<HubError> {
+      const transport = transportFactory.create();
+      const recorded = recordingEvents();
+      const connecting = transport.connect(connectOptions(credentials), recorded.events);
+      if (!perRequest()) {
+        const error = await rejection(connecting);
+        expect(transport.connected).toBe(false);
+        return error;
+      }
+      open.push(transport);
+      const outcome = await connecting.then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      if (outcome !== undefined) {
+        if (HubError.is(outcome)) return outcome;
+        throw outcome;
+      }
+      const error = await rejection(transport.sendTelemetry({ body: encoder.encode('refused'), messageId: 'refused' }));
+      expect(error.name).toBe('AuthenticationError');
+      expect((await recorded.disconnected.next())?.name).toBe('AuthenticationError');
+      expect(transport.connected).toBe(false);
+      const later = await rejection(transport.sendTelemetry({ body: encoder.encode('x') }));
+      expect(later.name).toBe('ConnectionError');
+      expect(recorded.disconnected.received).toHaveLength(1);
+      const reader = await hub.hub.core.telemetry.read({ from: 'earliest', live: false });
+      for await (const event of reader) expect(isTelemetryOf(event, credentials.deviceId)).toBe(false);
+      return error;
+    }
+
     describe('connect', () => {
       it('declares the same name and capabilities as its factory', () => {
         const transport = transportFactory.create();
@@ -139,22 +207,16 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
           resourceUri: `${hub.hostName}/devices/${device.deviceId}`,
           key: wrongKey,
         });
-        const transport = transportFactory.create();
-        const error = await rejection(
-          transport.connect(connectOptions({ ...(await device.credentials()), sasToken }), recordingEvents().events),
-        );
+        const error = await refused({ ...(await device.credentials()), sasToken });
         expect(error.name).toBe('AuthenticationError');
         expect(error.isRetryable).toBe(false);
-        expect(transport.connected).toBe(false);
       });
 
       it('refuses an unknown device with AuthenticationError', async () => {
         const device = await sasDevice();
         const credentials = await device.credentials();
         await hub.serviceRequest('DELETE', `/devices/${device.deviceId}`, undefined, [200, 204]);
-        const error = await rejection(
-          transportFactory.create().connect(connectOptions(credentials), recordingEvents().events),
-        );
+        const error = await refused(credentials);
         expect(error.name).toBe('AuthenticationError');
       });
 
@@ -162,9 +224,7 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         const registered = await hub.createX509Device(nextDeviceId('x509'));
         const impostor = await hub.createX509Device(nextDeviceId('x509'));
         const credentials = { ...(await impostor.credentials()), deviceId: registered.deviceId };
-        const error = await rejection(
-          transportFactory.create().connect(connectOptions(credentials), recordingEvents().events),
-        );
+        const error = await refused(credentials);
         expect(error.name).toBe('AuthenticationError');
       });
 
@@ -208,7 +268,8 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         await transport.sendTelemetry({ body: encoder.encode('after reconnect') });
       });
 
-      it('reports disconnected once when a second connection of the same device evicts it', async () => {
+      it('reports disconnected once when a second connection of the same device evicts it', async (context) => {
+        if (perRequest()) return context.skip();
         const device = await sasDevice();
         const first = await connected(await device.credentials());
         await connected(await device.credentials());
@@ -217,6 +278,18 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         await new Promise((resolve) => setTimeout(resolve, 300));
         expect(first.recorded.disconnected.received).toHaveLength(1);
         expect(first.transport.connected).toBe(false);
+      });
+
+      it('keeps two connections of the same device when requests carry the credentials (no session to evict)', async (context) => {
+        if (!perRequest()) return context.skip();
+        const device = await sasDevice();
+        const first = await connected(await device.credentials());
+        const second = await connected(await device.credentials());
+        await first.transport.sendTelemetry({ body: encoder.encode('one') });
+        await second.transport.sendTelemetry({ body: encoder.encode('two') });
+        await first.transport.sendTelemetry({ body: encoder.encode('three') });
+        expect(first.transport.connected && second.transport.connected).toBe(true);
+        expect(first.recorded.disconnected.received).toHaveLength(0);
       });
     });
 
@@ -230,7 +303,7 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
           correlationId: 'cid-1',
           contentType: 'application/json',
           contentEncoding: 'utf-8',
-          properties: { alert: 'high temp', 'a/b&c=d': 'x/y&z=%' },
+          properties: properties.telemetry,
         });
         const reader = await hub.hub.core.telemetry.read({ from: 'earliest', live: false });
         const events = [];
@@ -242,7 +315,7 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         expect(event?.correlationId).toBe('cid-1');
         expect(event?.contentType).toBe('application/json');
         expect(event?.contentEncoding).toBe('utf-8');
-        expect(event?.properties).toMatchObject({ alert: 'high temp', 'a/b&c=d': 'x/y&z=%' });
+        expect(event?.properties).toMatchObject(properties.telemetry);
       });
 
       it('sends many messages concurrently, each acknowledged', async () => {
@@ -294,7 +367,7 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
           correlationId: 'corr-9',
           contentType: 'text/plain',
           contentEncoding: 'utf-8',
-          properties: { color: 'blue', 'odd/key&=': 'odd/value&=' },
+          properties: properties.cloudToDevice,
           ack: 'full',
         });
         const message = await recorded.cloudToDevice.next();
@@ -303,7 +376,7 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         expect(message.correlationId).toBe('corr-9');
         expect(message.contentType).toBe('text/plain');
         expect(message.contentEncoding).toBe('utf-8');
-        expect(message.properties).toMatchObject({ color: 'blue', 'odd/key&=': 'odd/value&=' });
+        expect(message.properties).toMatchObject(properties.cloudToDevice);
         expect(typeof message.lockToken).toBe('string');
         expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(1);
         await transport.settleCloudToDevice(message.lockToken, 'complete');
@@ -348,6 +421,140 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         expect(again.messageId).toBe('again-1');
         await second.transport.settleCloudToDevice(again.lockToken, 'complete');
         await eventually(async () => expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(0));
+      });
+
+      // Polled cloud-to-device ('poll' transports: HTTPS). The device asks; the hub locks the oldest message for it.
+      const polling = (): boolean => transportFactory.capabilities.cloudToDevice === 'poll';
+
+      async function poll(transport: Transport): Promise<IncomingCloudToDeviceMessage> {
+        if (!transport.receiveCloudToDevice) throw new Error("a 'poll' transport must have receiveCloudToDevice");
+        const message = await transport.receiveCloudToDevice();
+        if (message === undefined) throw new Error('the poll found no message');
+        return message;
+      }
+
+      /** The feedback record the hub wrote for `messageId` (every batch received on the way is completed). */
+      async function feedbackOf(messageId: string): Promise<{ statusCode: string; deviceId: string }> {
+        const found: { statusCode: string; deviceId: string; originalMessageId: string }[] = [];
+        return eventually(async () => {
+          const batch = await hub.hub.core.cloudToDevice.receiveFeedback();
+          if (batch) {
+            found.push(...batch.records);
+            await hub.hub.core.cloudToDevice.completeFeedback(batch.lockToken);
+          }
+          const record = found.find((candidate) => candidate.originalMessageId === messageId);
+          if (!record) throw new Error(`no feedback for ${messageId} yet`);
+          return record;
+        });
+      }
+
+      it('polls a message with its properties and completes it', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const { transport } = await connected(await device.credentials());
+        await transport.enableCloudToDevice();
+        await hub.hub.core.cloudToDevice.send(device.deviceId, {
+          body: encoder.encode('hello device'),
+          messageId: 'c2d-poll-1',
+          correlationId: 'corr-9',
+          contentType: 'text/plain',
+          contentEncoding: 'utf-8',
+          userId: 'service-user',
+          properties: properties.cloudToDevice,
+          ack: 'full',
+        });
+        const message = await poll(transport);
+        expect(decoder.decode(message.body)).toBe('hello device');
+        expect(message.messageId).toBe('c2d-poll-1');
+        expect(message.correlationId).toBe('corr-9');
+        expect(message.contentType).toBe('text/plain');
+        expect(message.contentEncoding).toBe('utf-8');
+        expect(message.userId).toBe('service-user');
+        expect(message.deliveryCount).toBe(1);
+        expect(typeof message.expiryTimeUtc).toBe('string');
+        expect(message.properties).toMatchObject(properties.cloudToDevice);
+        expect(typeof message.lockToken).toBe('string');
+        // Locked, not gone: a second poll does not see it.
+        expect(await transport.receiveCloudToDevice?.()).toBeUndefined();
+        expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(1);
+        await transport.settleCloudToDevice(message.lockToken, 'complete');
+        expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(0);
+        expect((await feedbackOf('c2d-poll-1')).statusCode).toBe('Success');
+      });
+
+      it('answers an empty poll with undefined', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const { transport } = await connected(await device.credentials());
+        expect(await transport.receiveCloudToDevice?.()).toBeUndefined();
+        expect(transport.connected).toBe(true);
+      });
+
+      it('rejects a polled message: it is gone for good, with Rejected feedback', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const { transport } = await connected(await device.credentials());
+        await hub.hub.core.cloudToDevice.send(device.deviceId, {
+          body: encoder.encode('unwanted'),
+          messageId: 'c2d-reject-1',
+          ack: 'negative',
+        });
+        const message = await poll(transport);
+        await transport.settleCloudToDevice(message.lockToken, 'reject');
+        expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(0);
+        expect(await transport.receiveCloudToDevice?.()).toBeUndefined();
+        const feedback = await feedbackOf('c2d-reject-1');
+        expect(feedback).toMatchObject({ statusCode: 'Rejected', deviceId: device.deviceId });
+      });
+
+      it('abandons a polled message: the next poll gets it again with deliveryCount + 1', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const { transport } = await connected(await device.credentials());
+        await hub.hub.core.cloudToDevice.send(device.deviceId, {
+          body: encoder.encode('later'),
+          messageId: 'c2d-abandon-1',
+        });
+        const first = await poll(transport);
+        expect(first.deliveryCount).toBe(1);
+        await transport.settleCloudToDevice(first.lockToken, 'abandon');
+        const again = await poll(transport);
+        expect(again.messageId).toBe('c2d-abandon-1');
+        expect(again.deliveryCount).toBe(2);
+        expect(again.lockToken).not.toBe(first.lockToken);
+        await transport.settleCloudToDevice(again.lockToken, 'complete');
+        expect(await hub.hub.core.cloudToDevice.count(device.deviceId)).toBe(0);
+      });
+
+      it('polls a message that was sent while the device was offline', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const first = await connected(await device.credentials());
+        await first.transport.disconnect();
+        await hub.hub.core.cloudToDevice.send(device.deviceId, {
+          body: encoder.encode('while away'),
+          messageId: 'away-poll-1',
+        });
+        const stale = await rejection(first.transport.receiveCloudToDevice?.() ?? Promise.resolve());
+        expect(stale.name).toBe('ConnectionError');
+        const second = await connected(await device.credentials());
+        const message = await poll(second.transport);
+        expect(message.messageId).toBe('away-poll-1');
+        await second.transport.settleCloudToDevice(message.lockToken, 'complete');
+      });
+
+      it('refuses a settlement whose lock is gone with DeviceMessageLockLost, and stays connected', async (context) => {
+        if (!polling()) return context.skip();
+        const device = await sasDevice('c2d');
+        const { transport, recorded } = await connected(await device.credentials());
+        await hub.hub.core.cloudToDevice.send(device.deviceId, { body: encoder.encode('once'), messageId: 'lock-1' });
+        const message = await poll(transport);
+        await transport.settleCloudToDevice(message.lockToken, 'complete');
+        const error = await rejection(transport.settleCloudToDevice(message.lockToken, 'complete'));
+        expect(error.code).toBe('DeviceMessageLockLost');
+        expect(error.isRetryable).toBe(false);
+        expect(transport.connected).toBe(true);
+        expect(recorded.disconnected.received).toHaveLength(0);
       });
 
       it('refuses the settlements it does not declare with UnsupportedFeatureError', async () => {
@@ -441,6 +648,17 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
       });
     });
 
+    describe('unsupported features', () => {
+      it('refuses direct methods with UnsupportedFeatureError when it declares none', async (context) => {
+        if (transportFactory.capabilities.directMethods) return context.skip();
+        const device = await sasDevice('methods');
+        const { transport } = await connected(await device.credentials());
+        expect((await rejection(transport.enableDirectMethods())).name).toBe('UnsupportedFeatureError');
+        expect((await rejection(transport.sendMethodResponse('1', 200, null))).name).toBe('UnsupportedFeatureError');
+        expect(transport.connected).toBe(true);
+      });
+    });
+
     describe('losing the hub', () => {
       // Both tests stop the suite's hub; the second starts it again. They run last, in this order.
       it('reports disconnected exactly once when the hub stops, rejects what is in flight, and refuses to connect while it is down', async () => {
@@ -449,6 +667,12 @@ export function describeTransportConformance(name: string, factory: (hub: Confor
         if (transportFactory.capabilities.twin) await transport.enableTwin();
         const inFlight = transportFactory.capabilities.twin ? rejection(transport.getTwin()) : undefined;
         await hub.stopHub();
+        if (perRequest()) {
+          // No connection to watch: the next request finds the hub gone, rejects, and reports the loss.
+          const failed = await rejection(transport.sendTelemetry({ body: encoder.encode('into the void') }));
+          expect(failed.name).toBe('ConnectionError');
+          expect(failed.isRetryable).toBe(true);
+        }
         const error = await recorded.disconnected.next();
         expect(error?.name).toBe('ConnectionError');
         expect(error?.isRetryable).toBe(true);
