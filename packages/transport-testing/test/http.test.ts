@@ -232,6 +232,39 @@ describe('https against the real hub: what only HTTPS does', () => {
     }
   });
 
+  it('surfaces a wrong key through the connection manager as AuthenticationError on the first operation', async () => {
+    const device = await hub.createSasDevice(nextId('client'));
+    const wrongKey = Buffer.from('not the device key, not at all!!').toString('base64');
+    const provider: CredentialProvider = {
+      hostName: hub.hostName,
+      deviceId: device.deviceId,
+      kind: 'sas',
+      getCredentials: async () => ({
+        hostName: hub.hostName,
+        deviceId: device.deviceId,
+        sasToken: await createSasToken({ resourceUri: `${hub.hostName}/devices/${device.deviceId}`, key: wrongKey }),
+      }),
+    };
+    const manager = new ConnectionManager({
+      transport: http({ port: hub.info.ports.https }),
+      credentialProvider: provider,
+      ca: hub.ca,
+    });
+    const lost: unknown[] = [];
+    manager.events.on('disconnected', (error) => lost.push(error));
+    try {
+      await manager.start();
+      const error = await manager
+        .sendTelemetry([{ body: encoder.encode('refused') }])
+        .catch((caught: unknown) => caught);
+      expect(error).toMatchObject({ name: 'AuthenticationError' });
+      expect(lost).toEqual([expect.objectContaining({ name: 'AuthenticationError' })]);
+      expect(await telemetryOf(device.deviceId)).toHaveLength(0);
+    } finally {
+      await manager.close();
+    }
+  });
+
   describe('file upload', () => {
     it('uploads a small blob in one Put Blob and notifies the hub', async () => {
       const device = await hub.createSasDevice(nextId('upload'));
