@@ -322,6 +322,35 @@ describe('https against the real hub: what only HTTPS does', () => {
       );
     });
 
+    it('uploads a byte array just over one block in two blocks, and an empty one in one Put Blob, as an X.509 device', async () => {
+      const device = await hub.createX509Device(nextId('upload'));
+      const service = httpFileUpload({ port: hub.info.ports.https });
+      const credentials = await device.credentials();
+      const data = Uint8Array.from({ length: 4 * 1024 * 1024 + 1 }, (_, index) => index % 253);
+      const target = await service.createUpload(credentials, 'two-blocks.bin', { ca: hub.ca });
+      const progress: { bytesUploaded: number; totalBytes?: number }[] = [];
+      await service.putBlob(target, data, { ca: hub.ca, onProgress: (update) => progress.push(update) });
+      expect(progress.map((update) => update.totalBytes)).toEqual([data.byteLength, data.byteLength]);
+      expect(progress.at(-1)?.bytesUploaded).toBe(data.byteLength);
+      expect(Buffer.from(await readBlobBytes(blobUrlOf(target))).equals(Buffer.from(data))).toBe(true);
+      await service.notify(
+        credentials,
+        target.correlationId,
+        { isSuccess: true, statusCode: 201, statusDescription: '' },
+        { ca: hub.ca },
+      );
+
+      const empty = await service.createUpload(credentials, 'empty.bin', { ca: hub.ca });
+      await service.putBlob(empty, new Uint8Array(0), { ca: hub.ca });
+      expect((await readBlobBytes(blobUrlOf(empty))).byteLength).toBe(0);
+      await service.notify(
+        credentials,
+        empty.correlationId,
+        { isSuccess: true, statusCode: 201, statusDescription: '' },
+        { ca: hub.ca },
+      );
+    });
+
     it('maps a refused SAS to AuthenticationError and a refused device to AuthenticationError', async () => {
       const device = await hub.createSasDevice(nextId('upload'));
       const service = httpFileUpload({ port: hub.info.ports.https });
