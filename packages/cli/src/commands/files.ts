@@ -55,13 +55,7 @@ export function addFileCommands(program: Command): void {
     let seen = 0;
     await using connection = await openService(options);
     try {
-      if (!options.json) {
-        note(
-          options.follow
-            ? 'Waiting for file-upload notifications (Ctrl+C stops)...'
-            : 'Reading the file-upload notifications waiting in the hub...',
-        );
-      }
+      if (options.follow && !options.json) note('Waiting for file-upload notifications (Ctrl+C stops)...');
       armIdle();
       const notifications = connection.service.fileUploads.notifications({
         signal: AbortSignal.any([stop.signal, idle.signal]),
