@@ -14,7 +14,7 @@ const allowedInternal = {
   'device-core': ['protocol'],
   'transport-*': ['device-core', 'protocol'],
   'transport-testing': ['*'],
-  device: ['device-core', 'transport-mqtt', 'transport-amqp', 'auth', 'protocol'],
+  device: ['device-core', 'transport-mqtt', 'transport-amqp', 'transport-http', 'auth', 'protocol'],
   provisioning: ['protocol', 'auth'],
   service: ['protocol', 'auth'],
   hub: ['protocol', 'auth'],

@@ -5,10 +5,12 @@ import {
   createDeviceClient as createCoreDeviceClient,
   type DeviceClient,
   defaultSasToken,
+  type FileUploadService,
   sasTokenCredentialProvider,
   type TransportFactory,
 } from '@fieldhub/device-core';
 import { ArgumentError, parseDeviceConnectionString } from '@fieldhub/protocol';
+import { httpFileUpload } from '@fieldhub/transport-http';
 import { mqtt } from '@fieldhub/transport-mqtt';
 
 /** PEM text, as a string or as the bytes of a `.pem` file. */
@@ -21,9 +23,15 @@ export type Pem = string | Uint8Array;
 export interface DeviceClientOptions extends Omit<CoreDeviceClientOptions, 'transport' | 'ca' | 'x509'> {
   /**
    * Default `mqtt()` (MQTT over TLS on 8883); `mqtt({ webSockets: true })` for port 443. `amqp()` (AMQP over TLS
-   * on 5671) or `amqp({ webSockets: true })` (port 443) for AMQP.
+   * on 5671) or `amqp({ webSockets: true })` (port 443) for AMQP. `http()` (HTTPS on 443: telemetry and polled
+   * cloud-to-device messages, no twin, no direct methods).
    */
   readonly transport?: TransportFactory;
+  /**
+   * How `uploadFile()` reaches the hub and the store. Default `httpFileUpload()` (HTTPS, the hub on 443 or the
+   * `HostName`'s port); `httpFileUpload({ port })` for a hub whose HTTPS port is another.
+   */
+  readonly fileUpload?: FileUploadService;
   /** Extra trusted CA certificates for a hub with a private CA: PEM text or the contents of a `.pem` file. */
   readonly ca?: Pem | readonly Pem[];
   /** Client certificate (chain) and key with a `x509=true` connection string, as text or file contents. */
@@ -90,7 +98,7 @@ function nodeSasProvider(options: DeviceClientOptions): CredentialProvider | und
 
 /**
  * Makes a device (or module) client and connects it: `@fieldhub/device-core`'s `createDeviceClient` with MQTT as
- * the default transport, SAS tokens signed by @fieldhub/auth (node:crypto), and `ca` / `x509` accepted as text or
+ * the default transport, `httpFileUpload()` for `uploadFile()`, SAS tokens signed by @fieldhub/auth (node:crypto), and `ca` / `x509` accepted as text or
  * Buffers. Reconnection, SAS renewal and the offline queue are the client's from then on.
  *
  * @example
@@ -106,11 +114,13 @@ export async function createDeviceClient(options: DeviceClientOptions): Promise<
   if (options === null || typeof options !== 'object') {
     throw new ArgumentError('options are required', { field: 'options' });
   }
-  const { transport, ca, x509, ...rest } = options;
+  const { transport, ca, x509, fileUpload, ...rest } = options;
   const credentialProvider = options.x509 === undefined ? nodeSasProvider(options) : undefined;
   const core: CoreDeviceClientOptions = {
     ...rest,
     transport: transport ?? mqtt(),
+    // Uploads go over HTTPS whichever transport carries the rest, as in Azure's SDKs.
+    fileUpload: fileUpload ?? httpFileUpload(),
     ...(ca !== undefined ? { ca: caText(ca) } : {}),
     ...(x509 !== undefined
       ? {
