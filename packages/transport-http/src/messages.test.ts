@@ -15,14 +15,14 @@ describe('telemetryHeaders', () => {
     expect(
       telemetryHeaders({
         body: encoder.encode('{"temperature":21.5}'),
-        properties: { alert: 'high temp', n: '1' },
+        properties: { alert: 'high-temp', n: '1' },
         messageId: 'mid-1',
         correlationId: 'cid-1',
         contentType: 'application/json',
         contentEncoding: 'utf-8',
       }),
     ).toEqual({
-      'iothub-app-alert': 'high temp',
+      'iothub-app-alert': 'high-temp',
       'iothub-app-n': '1',
       'iothub-messageid': 'mid-1',
       'iothub-correlationid': 'cid-1',
@@ -49,7 +49,15 @@ describe('telemetryHeaders', () => {
 
   it('refuses property names outside the HTTP token alphabet, names equal but for case, and non-ASCII values', () => {
     const body = new Uint8Array(0);
-    for (const properties of [{ 'a/b': 'x' }, { 'a b': 'x' }, { a: 'x', A: 'y' }, { a: 'café' }, { a: 'x\r\ny' }]) {
+    for (const properties of [
+      { 'a/b': 'x' },
+      { 'a b': 'x' },
+      { a: 'x', A: 'y' },
+      { a: 'café' },
+      { a: 'x\r\ny' },
+      { a: 'high temp' },
+      { a: 'x/y=z' },
+    ]) {
       expect(() => telemetryHeaders({ body, properties })).toThrowError(
         expect.objectContaining({ name: 'ArgumentError' }),
       );
@@ -57,8 +65,12 @@ describe('telemetryHeaders', () => {
     expect(() => telemetryHeaders({ body, expiryTimeUtc: 'tomorrow' })).toThrowError(
       expect.objectContaining({ field: 'expiryTimeUtc' }),
     );
-    expect(telemetryHeaders({ body, properties: { "odd!#$%&'*+-.^_`|~": 'x/y&z=%' } })).toEqual({
-      "iothub-app-odd!#$%&'*+-.^_`|~": 'x/y&z=%',
+    expect(telemetryHeaders({ body, properties: { "odd!#$%&'*+-.^_`|~": "x%y&z!#'", e: '' } })).toEqual({
+      "iothub-app-odd!#$%&'*+-.^_`|~": "x%y&z!#'",
+      'iothub-app-e': '',
+    });
+    expect(telemetryHeaders({ body, messageId: 'id with spaces/and=more' })).toEqual({
+      'iothub-messageid': 'id with spaces/and=more',
     });
   });
 

@@ -23,8 +23,11 @@ const unprefixedProperties: ReadonlySet<string> = new Set(['dt-subject']);
 // RFC 9110 §5.6.2 token: what a header name may hold. IoT Hub documents the same alphabet for HTTPS property names
 // (protocol-device.md §4.1).
 const tokenPattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
-// Visible ASCII and space: what a header value carries unchanged (no obs-text, no controls).
+// Visible ASCII and space: what a header value carries unchanged (no obs-text, no controls). For system properties.
 const valuePattern = /^[\x20-\x7e]*$/;
+// Application property values: IoT Hub documents the token alphabet for them too over HTTPS (protocol-device.md
+// §4.1), and the hub answers anything else with 400, so the transport refuses it before sending.
+const propertyValuePattern = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]*$/;
 
 /**
  * Percent-encodes one path segment as the official SDK does (`encodeUriComponentStrict`: `encodeURIComponent` plus
@@ -81,9 +84,9 @@ function headerValue(value: string, field: string): string {
  * `iothub-contentencoding`; captures/http.txt). Over HTTPS property names are header names: limited to the token
  * alphabet, and two names differing only in case are one header.
  *
- * @throws ArgumentError coded `MessageTooLarge` over 256 KB; ArgumentError (field `properties`) for a property name
- * outside the HTTP token alphabet or two names differing only in case, and for values (of properties and ids) that
- * are not printable ASCII.
+ * @throws ArgumentError coded `MessageTooLarge` over 256 KB; ArgumentError (field `properties`) for a property name or
+ * value outside the HTTP token alphabet (IoT Hub's documented HTTPS charset: no spaces, no `/`, no `=`) or two names
+ * differing only in case; ArgumentError for ids and content types that are not printable ASCII.
  */
 export function telemetryHeaders(message: OutgoingMessage): Record<string, string> {
   checkSize(telemetrySize(message), Limits.telemetryMessageMaxBytes, 'telemetry message');
@@ -131,7 +134,13 @@ function propertyHeaders(properties: Readonly<Record<string, string>> | undefine
     seen.add(lower);
     // The name keeps its case on the wire (the hub reads raw headers); only `dt-subject` goes without the prefix.
     const header = unprefixedProperties.has(lower) ? lower : `${applicationPropertyPrefix}${name}`;
-    headers[header] = headerValue(value, 'properties');
+    if (!propertyValuePattern.test(value)) {
+      throw new ArgumentError(
+        `the value of property '${name}' cannot travel over HTTPS: use letters, digits and ! # $ % & ' * + - . ^ _ \` | ~`,
+        { field: 'properties' },
+      );
+    }
+    headers[header] = value;
   }
   return headers;
 }
