@@ -15,7 +15,8 @@
  * - A header given twice is refused (400): the two values cannot both be the property.
  * - `iothub-expiry` must be a date (`Date.parse`) and is stored as ISO 8601 text, as the AMQP head stores it.
  * - The application properties `iothub-creation-time-utc`, `iothub-outputname` and `iothub-message-schema`
- *   become the system properties they name, as the AMQP head maps them.
+ *   become the system properties they name, as the AMQP head maps them (their values are not held to the
+ *   charset: a creation time holds `:`).
  * - Batch items (`application/vnd.microsoft.iothub.json`): `{ body, properties?, base64Encoded? }`; `body` is
  *   base64 unless `base64Encoded` is `false` (then UTF-8 text); `properties` keys are read as the headers
  *   above (the .NET SDK puts system headers such as `iothub-messageid` there too). An empty array, an item that
@@ -106,16 +107,20 @@ class PropertyCollector {
         { field: name.slice(0, 64) },
       );
     }
+    this.once(`${appPrefix}${name.toLowerCase()}`);
+    // A system property in disguise (a creation time holds ':'), not held to the application charset.
+    const systemName = systemApplicationProperties[name.toLowerCase()];
+    if (systemName !== undefined) {
+      this.system[systemName] = value as never;
+      return;
+    }
     if (!propertyValuePattern.test(value)) {
       throw new ArgumentError(
         `${this.where}: the value of application property '${name}' may hold only ASCII letters, digits and ! # $ % & ' * + - . ^ _ \` | ~`,
         { field: name },
       );
     }
-    this.once(`${appPrefix}${name.toLowerCase()}`);
-    const systemName = systemApplicationProperties[name.toLowerCase()];
-    if (systemName !== undefined) this.system[systemName] = value as never;
-    else this.properties[name] = value;
+    this.properties[name] = value;
   }
 
   private once(key: string): void {
