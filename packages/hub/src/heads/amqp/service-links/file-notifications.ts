@@ -57,6 +57,15 @@ export function fileNotificationsRoute(): LinkRoute<FileNotificationsMatch> {
   };
 }
 
+/** What the peer's disposition of `delivery` means so far: nothing yet (or released / modified) abandons. */
+function outcomeOf(delivery: Delivery): 'complete' | 'abandon' {
+  const state = delivery.remote_state;
+  if (state === undefined) return delivery.remote_settled ? 'complete' : 'abandon';
+  // rhea keeps the outcome unwrapped: its class names it (as rhea's own dispatch reads it).
+  const name = (state.constructor as { composite_type?: unknown }).composite_type;
+  return name === 'accepted' || name === 'rejected' ? 'complete' : 'abandon';
+}
+
 /** One attached link: sends notifications while it has credit, settles them as the peer disposes. */
 class FileNotificationsLink implements LinkHandle {
   private readonly unsettled = new Map<Delivery, string>();
@@ -98,9 +107,11 @@ class FileNotificationsLink implements LinkHandle {
     this.unsubscribe?.();
     clearInterval(this.rescanTimer);
     for (const [name, listener] of this.listeners) this.link.removeListener(name, listener);
-    const abandons = [...this.unsettled.values()].map((lockToken) => this.finish(lockToken, 'abandon'));
+    // A disposition read together with the detach is recorded on its delivery, but rhea dispatches it on the next
+    // tick, after the link closed: settle by what the peer said instead of abandoning what it completed.
+    const settlements = [...this.unsettled].map(([delivery, lockToken]) => this.finish(lockToken, outcomeOf(delivery)));
     this.unsettled.clear();
-    this.closing = Promise.all([...abandons, this.running]).then(() => undefined);
+    this.closing = Promise.all([...settlements, this.running]).then(() => undefined);
     return this.closing;
   }
 
