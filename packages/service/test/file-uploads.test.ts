@@ -1,5 +1,9 @@
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { fileURLToPath } from 'node:url';
 import { AbortError, ArgumentError, AuthenticationError, HubError } from '@fieldhub/protocol';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { startTestHub, type TestHub } from '../../hub/test/helpers/test-hub';
 import { createServiceClient, type FileUploadNotification, type ServiceClient } from '../src/index';
 import { DeviceUploader } from './helpers/device-upload';
@@ -33,6 +37,17 @@ async function next(iterator: AsyncGenerator<FileUploadNotification>): Promise<F
   if (result.done) throw new Error('the reader ended');
   return result.value;
 }
+
+/** A port that was free a moment ago, so that a restarted hub listens where the client dials. */
+const freePort = () =>
+  new Promise<number>((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() => resolve(typeof address === 'object' && address ? address.port : 0));
+    });
+  });
 
 /** How many notifications the hub holds (delivered or not, not yet completed). */
 const pending = () => testHub.hub.core.fileUploads.pendingNotifications();
@@ -213,6 +228,88 @@ describe('fileUploads.notifications()', () => {
   it('refuses a bad maxUnsettled with ArgumentError', async () => {
     for (const maxUnsettled of [0, 1.5, 1001]) {
       expect(await failure(next(service.fileUploads.notifications({ maxUnsettled })))).toBeInstanceOf(ArgumentError);
+    }
+  });
+
+  it('lets a Node process exit once the client is closed (nothing left holding the event loop)', async () => {
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    // The built package, as a tool such as the CLI loads it.
+    if (!existsSync(dist)) throw new Error(`build @fieldhub/service first: ${dist} is missing`);
+    const { blobName } = await upload('cam-1', 'child.txt', 'child');
+    const script = `
+      const { createServiceClient } = await import(${JSON.stringify(dist)});
+      const service = createServiceClient(JSON.parse(process.env.OPTIONS));
+      for await (const notification of service.fileUploads.notifications()) {
+        await notification.complete();
+        console.log(notification.blobName);
+        break;
+      }
+      try {
+        for await (const notification of service.fileUploads.notifications({ signal: AbortSignal.timeout(200) })) break;
+      } catch (error) {
+        if (error.name !== 'AbortError') throw error;
+      }
+      await service.close();
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      env: { ...process.env, OPTIONS: JSON.stringify(clientOptions()) },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // A child that does not exit fails the test by its timeout; it must not outlive it.
+    onTestFinished(() => {
+      child.kill();
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk) => {
+      stdout += chunk;
+    });
+    child.stderr.on('data', (chunk) => {
+      stderr += chunk;
+    });
+    const code = await new Promise((resolve) => child.once('exit', resolve));
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout.trim()).toBe(blobName);
+    await expect.poll(pending).toBe(0);
+  });
+
+  it('reattaches after the hub restarts: a notification taken before comes again, one queued after arrives', async () => {
+    const port = await freePort();
+    const amqp = await freePort();
+    const restartable = await startTestHub({ ports: { https: port, amqp } });
+    try {
+      await using client = createServiceClient({
+        connectionString: restartable.info.serviceConnectionString,
+        ca: restartable.ca,
+        port,
+        amqpPort: amqp,
+      });
+      const device = await client.devices.create('rc-cam');
+      await using restartUploader = new DeviceUploader(
+        restartable,
+        new Map([['rc-cam', device.authentication?.symmetricKey?.primaryKey ?? '']]),
+      );
+      const before = await restartUploader.upload('rc-cam', 'before.txt', 'before');
+      const reader = client.fileUploads.notifications();
+      const taken = await next(reader);
+      expect(taken.blobName).toBe(before.blobName);
+
+      await restartable.restart();
+      // Its link is gone: it cannot be settled, and the hub kept it.
+      expect((await failure(taken.complete())).code).toBe('DeviceMessageLockLost');
+      const after = await restartUploader.upload('rc-cam', 'after.txt', 'after');
+      const seen: string[] = [];
+      while (seen.length < 2) {
+        const notification = await next(reader);
+        seen.push(notification.blobName);
+        await notification.complete();
+      }
+      expect(seen.sort()).toEqual([after.blobName, before.blobName].sort());
+      await reader.return();
+      await expect.poll(() => restartable.hub.core.fileUploads.pendingNotifications()).toBe(0);
+    } finally {
+      await restartable.stop();
     }
   });
 
