@@ -2,13 +2,14 @@
 // variables and bounded by --count / --duration) against a real hub started through the CLI, and checks what each
 // one did from the service side: telemetry on the built-in endpoint, reported properties, method answers,
 // cloud-to-device feedback, X.509 connections, every gateway leaf.
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createRootCa } from '@fieldhub/auth';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { telemetryOf } from './support/built-in-endpoint';
-import { runExample, type WatchedProcess } from './support/example-process';
+import { repositoryRoot, runExample, type WatchedProcess, watchProcess } from './support/example-process';
 import { type HubProcess, startHubProcess } from './support/hub-process';
 import { apiVersion, createDevice, serviceCall, serviceRequest } from './support/service-rest';
 
@@ -337,8 +338,46 @@ describe('examples against a real hub', () => {
     expect(await telemetryOf(hub.info, 'ex-gw-good')).toHaveLength(2);
   });
 
+  it('file-upload: streams a file with progress to the end, and the service is notified of the blob', async () => {
+    const file = join(workDir, 'snapshot.bin');
+    const size = 5 * 1024 * 1024 + 123;
+    writeFileSync(file, randomBytes(size));
+    const example = start('file-upload', [file, '--name', 'snapshots/first.bin'], {
+      ...deviceEnv(await sasDevice('ex-camera')),
+      HTTPS_PORT: String(hub.info.ports.https),
+    });
+    expect(await example.waitForExit()).toEqual({ code: 0, signal: null });
+    expect(example.output()).toContain(`progress: ${size} of ${size} bytes (100 %)`);
+    expect(example.output()).toContain(`uploaded ${size} bytes as ex-camera/snapshots/first.bin`);
+    // The service side, as the README shows it: `fieldhub files notifications` (one JSON record per line).
+    const cli = watchProcess(process.execPath, [
+      `${repositoryRoot}packages/cli/bin/fieldhub.js`,
+      'files',
+      'notifications',
+      '--data-dir',
+      hub.dataDir,
+      '--json',
+      '--count',
+      '1',
+    ]);
+    running.add(cli);
+    expect(await cli.waitForExit()).toEqual({ code: 0, signal: null });
+    const records = cli
+      .output()
+      .split('\n')
+      .filter((line) => line.startsWith('{'))
+      .map((line) => JSON.parse(line) as Json);
+    expect(records).toContainEqual(
+      expect.objectContaining({
+        deviceId: 'ex-camera',
+        blobName: 'ex-camera/snapshots/first.bin',
+        blobSizeInBytes: size,
+      }),
+    );
+  });
+
   it('every example refuses to start without its configuration, naming what is missing', async () => {
-    for (const name of ['telemetry', 'thermostat', 'direct-methods', 'cloud-to-device']) {
+    for (const name of ['telemetry', 'thermostat', 'direct-methods', 'cloud-to-device', 'file-upload']) {
       const example = start(name, [], { DEVICE_CONNECTION_STRING: '' });
       expect((await example.waitForExit()).code).toBe(2);
       expect(example.output()).toContain('Set DEVICE_CONNECTION_STRING');
