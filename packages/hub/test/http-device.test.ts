@@ -785,5 +785,10 @@ describe('cloud-to-device messages over HTTPS', () => {
     const token = await tokenFor('c2d9');
     expect((await call('PUT', '/devices/c2d9/messages/events', { token, body: 'x' })).status).toBe(405);
     expect((await call('GET', '/devices/c2d9/modules/m/messages/devicebound', { token })).status).toBe(404);
+    // A HEAD must not lock a message nobody reads.
+    await sendCloudToDevice('c2d9', 'm-head');
+    expect((await call('HEAD', '/devices/c2d9/messages/devicebound', { token })).status).toBe(405);
+    const received = await call('GET', '/devices/c2d9/messages/devicebound', { token });
+    expect(received.headers['iothub-deliverycount']).toBe('1');
   });
 });

@@ -70,7 +70,8 @@ export function registerDeviceMessageRoutes(app: FastifyInstance, core: HubCore)
     scope.post('/devices/:id/modules/:mid/messages/events', telemetryOptions, telemetry);
 
     for (const path of cloudToDevicePaths) {
-      scope.get(path, async (request, reply) => {
+      // No automatic HEAD route: a HEAD would lock (and count a delivery of) a message nobody reads.
+      scope.get(path, { exposeHeadRoute: false }, async (request, reply) => {
         requireApiVersion(request);
         const { id: deviceId } = request.params as DeviceParams;
         await authenticateDeviceRequest(core, request, deviceId);
