@@ -15,6 +15,8 @@ interface HubStartOptions {
   logLevel?: string;
   config?: string;
   demo?: boolean;
+  fileUploadContainer?: string;
+  storageConnectionString?: string;
 }
 
 /** Adds `fieldhub hub start`. */
@@ -31,6 +33,11 @@ export function addHubCommands(program: Command): void {
     .option('--https-port <port>', 'HTTPS port (default 443, falling back to 8443 without privileges)', parsePort)
     .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent (default info)')
     .option('--config <file>', 'a JSON config file (keys as the flags, camelCase)')
+    .option('--file-upload-container <name>', 'blob container devices upload files into (default fieldhub-uploads)')
+    .option(
+      '--storage-connection-string <string>',
+      'Azure Storage connection string: devices upload there instead of to the hub (default: the hub stores uploads)',
+    )
     .option('--demo', 'also run a demo device (telemetry every second, reported properties, direct methods)')
     .action(async (options: HubStartOptions) => {
       if (options.config) process.env.FIELDHUB_CONFIG = options.config;
@@ -44,6 +51,11 @@ export function addHubCommands(program: Command): void {
       if (options.amqpPort !== undefined) ports.amqp = options.amqpPort;
       if (options.httpsPort !== undefined) ports.https = options.httpsPort;
       if (Object.keys(ports).length > 0) input.ports = ports;
+      const fileUpload: NonNullable<HubConfigInput['fileUpload']> = {
+        ...(options.fileUploadContainer ? { containerName: options.fileUploadContainer } : {}),
+        ...(options.storageConnectionString ? { storageConnectionString: options.storageConnectionString } : {}),
+      };
+      if (Object.keys(fileUpload).length > 0) input.fileUpload = fileUpload;
 
       // Loaded here, not at the top: every other command starts faster without the hub in memory.
       const { createHub } = await import('@fieldhub/hub');
@@ -93,6 +105,7 @@ function summary(info: HubInfo, dataDir: string): string {
     `  MQTT over WebSockets       ${info.ports.mqtt === null ? 'not served by this build yet' : `wss://${https}/$iothub/websocket`}`,
     `  AMQP                       ${info.ports.amqp === null ? 'not served by this build yet' : `amqps://${info.hostName}:${info.ports.amqp}`}`,
     `  AMQP over WebSockets       ${info.ports.amqp === null ? 'not served by this build yet' : `wss://${https}/$iothub/websocket`}`,
+    `  file uploads               ${info.fileUpload.storageConnectionString === null ? `external storage, container ${info.fileUpload.containerName}` : `https://${https}/${info.fileUpload.containerName}/<deviceId>/<blobName>`}`,
     `  data                       ${dataDir}`,
     `  CA certificate             ${info.caCertificate}`,
     '',
