@@ -250,6 +250,51 @@ describe('file upload', () => {
     await expect(client.getProperties()).rejects.toMatchObject({ statusCode: 404 });
   });
 
+  it('commits Committed, Uncommitted and Latest blocks of a block list in its order', async () => {
+    const sas = await sasUri('mixed.bin');
+    const url = blobUrl(sas);
+    const id = (name: string) => Buffer.from(name.padEnd(8, '-')).toString('base64');
+    const stage = async (name: string, content: string) => {
+      const staged = await rawRequest(
+        `${url}&comp=block&blockid=${encodeURIComponent(id(name))}`,
+        'PUT',
+        testHub.ca,
+        Buffer.from(content),
+      );
+      expect(staged.status).toBe(201);
+    };
+    const commit = (entries: string) =>
+      rawRequest(
+        `${url}&comp=blocklist`,
+        'PUT',
+        testHub.ca,
+        Buffer.from(`<?xml version="1.0" encoding="utf-8"?><BlockList>${entries}</BlockList>`),
+        {
+          'content-type': 'application/xml',
+          'x-ms-blob-content-type': 'text/plain',
+        },
+      );
+    await stage('a', 'AAA');
+    await stage('b', 'BB');
+    expect((await commit(`<Latest>${id('a')}</Latest><Latest>${id('b')}</Latest>`)).status).toBe(201);
+    await stage('c', 'C');
+    await stage('b', 'bbbb');
+    const mixed = await commit(
+      `<Committed>${id('b')}</Committed><Uncommitted>${id('c')}</Uncommitted><Latest>${id('a')}</Latest><Latest>${id('b')}</Latest>`,
+    );
+    expect(mixed.status).toBe(201);
+    const read = await rawRequest(url, 'GET', testHub.ca);
+    expect(read.body.toString()).toBe('BBCAAAbbbb');
+    expect(read.headers['content-type']).toBe('text/plain');
+    // A block that is not there, and a malformed list.
+    const missing = await commit(`<Uncommitted>${id('zz')}</Uncommitted>`);
+    expect(missing.status).toBe(400);
+    expect(missing.headers['x-ms-error-code']).toBe('InvalidBlockList');
+    const malformed = await commit('<Nope/>');
+    expect(malformed.headers['x-ms-error-code']).toBe('InvalidXmlDocument');
+    expect((await rawRequest(url, 'GET', testHub.ca)).body.toString()).toBe('BBCAAAbbbb');
+  });
+
   it('refuses a tampered signature, an expired SAS and a SAS of another blob with 403 AuthenticationFailed', async () => {
     const sas = await sasUri('guarded.txt');
     const body = Buffer.from('guarded');
