@@ -9,11 +9,13 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { request } from 'node:https';
+import { connect as connectTcp, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AbortError,
   AuthenticationError,
+  amqp,
   createDeviceClient,
   type DeviceClient,
   type FileUploadProgress,
@@ -113,9 +115,9 @@ function recording(changeTarget: (target: FileUploadTarget) => FileUploadTarget 
 /** A device identity with SAS keys, and a client for it on `transport`. */
 async function deviceClient(
   deviceId: string,
-  transport: 'mqtt' | 'https',
+  transport: 'mqtt' | 'amqp' | 'https',
   fileUpload: FileUploadService,
-  extra: { logger?: Logger; moduleId?: string } = {},
+  extra: { logger?: Logger; moduleId?: string; mqttPort?: number } = {},
 ): Promise<DeviceClient> {
   const identity =
     extra.moduleId === undefined
@@ -127,7 +129,12 @@ async function deviceClient(
   return createDeviceClient({
     connectionString: `HostName=${info.hostName};DeviceId=${deviceId}${moduleId};SharedAccessKey=${key}`,
     ca,
-    transport: transport === 'mqtt' ? mqtt({ port: info.ports.mqtt ?? 0 }) : http({ port: info.ports.https }),
+    transport:
+      transport === 'mqtt'
+        ? mqtt({ port: extra.mqttPort ?? info.ports.mqtt ?? 0 })
+        : transport === 'amqp'
+          ? amqp({ port: info.ports.amqp ?? 0 })
+          : http({ port: info.ports.https }),
     fileUpload,
     // A day: the expired-SAS test moves the hub's clock by more than an hour, past a default token.
     sas: { ttlSeconds: 86_400 },
@@ -237,6 +244,51 @@ describe('client.uploadFile() against a real hub', () => {
     expect(recorded.notifications).toEqual([
       { outcome: expect.objectContaining({ isSuccess: true, statusCode: 201 }) },
     ]);
+  });
+
+  it('uploads over a client on amqp() too: the upload does not depend on the transport', async () => {
+    const { service: fileUpload, recorded } = recording();
+    await using client = await deviceClient('upload-amqp', 'amqp', fileUpload);
+    const content = randomBytes(100_000);
+    const result = await client.uploadFile('small.bin', content);
+    expect(result).toMatchObject({ blobName: 'upload-amqp/small.bin', size: content.length });
+    expect(await readBlob(recorded.targets[0] as FileUploadTarget)).toEqual({
+      status: 200,
+      size: content.length,
+      digest: createHash('sha256').update(content).digest('hex'),
+    });
+    expect(await notificationOf(result.blobName)).toMatchObject({ deviceId: 'upload-amqp', blobSizeInBytes: 100_000 });
+  });
+
+  it('uploads while the MQTT connection is down and the client is reconnecting', async () => {
+    // The client reaches MQTT through a TCP relay the test can cut; uploads go to the HTTPS port directly.
+    const sockets = new Set<Socket>();
+    const relay: Server = createServer((socket) => {
+      const upstream = connectTcp(info.ports.mqtt ?? 0, '127.0.0.1');
+      sockets.add(socket).add(upstream);
+      socket.pipe(upstream).pipe(socket);
+      const end = (): void => {
+        socket.destroy();
+        upstream.destroy();
+      };
+      socket.on('error', end).on('close', end);
+      upstream.on('error', end).on('close', end);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const address = relay.address();
+    const relayPort = typeof address === 'object' && address !== null ? address.port : 0;
+    const { service: fileUpload } = recording();
+    await using client = await deviceClient('upload-offline', 'mqtt', fileUpload, { mqttPort: relayPort });
+    expect(client.state).toBe('connected');
+    await new Promise<void>((resolve) => {
+      relay.close(() => resolve());
+      for (const socket of sockets) socket.destroy();
+    });
+    await expect.poll(() => client.state).toBe('reconnecting');
+    const result = await client.uploadFile('while-offline.bin', randomBytes(10_000));
+    expect(result.size).toBe(10_000);
+    expect(await notificationOf(result.blobName)).toMatchObject({ deviceId: 'upload-offline' });
+    expect(client.state).not.toBe('connected');
   });
 
   it('refuses a tampered SAS with AuthenticationError and tells the hub, which frees the upload slot', async () => {
