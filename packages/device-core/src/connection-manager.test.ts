@@ -1,10 +1,12 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createDeviceClient, type DeviceClientOptions } from './create-client';
+import { sasKeyCredentialProvider } from './credentials';
 import type { DeviceClient } from './device-client';
 import { AbortError, AuthenticationError, ConnectionError, type HubError, ThrottledError } from './errors';
 import type { ReconnectingEvent } from './events';
 import { amqpLikeCapabilities, FakeHub } from './fake-transport';
 import { exponentialBackoffWithJitter, noRetry } from './retry-policy';
+import type { CredentialProvider } from './transport/transport';
 
 const key = 'AAECAwQFBgcICQoLDA0ODw==';
 const connectionString = `HostName=hub.local;DeviceId=dev1;SharedAccessKey=${key}`;
@@ -84,6 +86,28 @@ describe('reconnection', () => {
     expect(events.at(-1)).toBe('connected');
     // The attempt after the refusal signed a new token (the clock moved on).
     expect(hub.connectAttempts[3]?.credentials.sasToken).not.toBe(hub.connectAttempts[0]?.credentials.sasToken);
+    await client.close();
+  });
+
+  it('asks for fresh credentials when the connection was lost to refused credentials', async () => {
+    const hub = new FakeHub();
+    const refreshes: boolean[] = [];
+    const keys = sasKeyCredentialProvider({ hostName: 'hub.local', deviceId: 'dev1', key });
+    const credentialProvider: CredentialProvider = {
+      hostName: keys.hostName,
+      deviceId: keys.deviceId,
+      kind: 'sas',
+      getCredentials: (options) => {
+        refreshes.push(options?.refresh === true);
+        return keys.getCredentials(options);
+      },
+    };
+    const client = await createDeviceClient({ credentialProvider, transport: hub.factory(), retryPolicy });
+    expect(refreshes).toEqual([false]);
+    hub.dropConnection(new AuthenticationError('token refused'));
+    await tick(500);
+    expect(client.state).toBe('connected');
+    expect(refreshes).toEqual([false, true]);
     await client.close();
   });
 

@@ -506,7 +506,9 @@ export class ConnectionManager {
   async #reconnect(firstError: HubError | undefined, immediately: boolean): Promise<void> {
     const signal = this.#lifecycle.signal;
     let lastError = firstError;
-    let refresh = false;
+    // A connection lost to refused credentials (an HTTPS request answered 401, a token the hub stopped accepting)
+    // reconnects with a fresh token: for 'perRequest' transports connect() itself checks no credentials.
+    let refresh = firstError instanceof AuthenticationError;
     for (let attempt = 1; !signal.aborted; attempt++) {
       const onDemand = immediately && attempt === 1;
       const delayMs = onDemand ? 0 : this.#retryPolicy.nextDelayMs(attempt, lastError);

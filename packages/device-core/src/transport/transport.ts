@@ -196,7 +196,10 @@ export interface Transport {
   enableDirectMethods(options?: OperationOptions): Promise<void>;
   sendMethodResponse(requestId: string, status: number, payload: unknown, options?: OperationOptions): Promise<void>;
 
-  /** Hands a renewed token to an open connection (`credentialRenewal: 'inPlace'` transports only). */
+  /**
+   * Hands a renewed token to an open connection: `credentialRenewal: 'inPlace'` transports send it to the hub now,
+   * `'perRequest'` ones use it from the next request. Not called for `'reconnect'` transports.
+   */
   updateCredentials?(credentials: TransportCredentials, options?: OperationOptions): Promise<void>;
 }
 
