@@ -1,3 +1,4 @@
+import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
@@ -13,6 +14,10 @@ const sourceAlias = {
 export default defineConfig({
   resolve: { alias: [sourceAlias] },
   test: {
+    // One test file per core, not vitest's default of one per core less: on CI's 2 cores that default is a single
+    // worker, and the integration suites spend most of their time waiting on sockets, child processes and timers
+    // (one worker kept the machine about 30% busy). Unit and integration run in the same group, so they share it.
+    maxWorkers: availableParallelism(),
     projects: [
       {
         extends: true,
@@ -41,6 +46,8 @@ export default defineConfig({
           name: 'interop-443',
           include: ['test/*/src/port-443/**/*.test.ts'],
           globalSetup: ['test/interop/src/port-443/global-setup.ts'],
+          // One file at a time even when a command line forgets --no-file-parallelism: they all bind 443.
+          fileParallelism: false,
           testTimeout: 60_000,
           hookTimeout: 60_000,
         },
