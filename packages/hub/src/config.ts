@@ -20,6 +20,21 @@ export interface HubConfig {
   readonly core: CoreOptions;
   /** File upload (protocol-service.md §8): where devices upload and how the service hears of it. */
   readonly fileUpload: FileUploadConfig;
+  /** The Device Provisioning Service in the hub process (issue #10). */
+  readonly dps: DpsConfig;
+}
+
+/** Provisioning settings (`hub.json` `dps`). */
+export interface DpsConfig {
+  /** Whether devices may provision through the hub. Default true. */
+  readonly enabled: boolean;
+  /**
+   * The ID scope devices name in their registrations. Default: generated on first start, as Azure's (`0ne` and 8
+   * hex digits), kept in the store, so every start of the same data dir answers to the same scope.
+   */
+  readonly idScope: string | undefined;
+  /** The host name devices dial for provisioning (Azure's global endpoint). Default: the hub's host name. */
+  readonly host: string;
 }
 
 /**
@@ -77,6 +92,7 @@ export interface HubConfigInput {
   logLevel?: string;
   core?: Partial<CoreOptions>;
   fileUpload?: Partial<FileUploadConfig>;
+  dps?: Partial<DpsConfig>;
 }
 
 /** Azure IoT Hub's ports. */
@@ -95,6 +111,8 @@ export const environmentVariables = {
   configFile: 'FIELDHUB_CONFIG',
   fileUploadContainer: 'FIELDHUB_FILE_UPLOAD_CONTAINER',
   fileUploadStorageConnectionString: 'FIELDHUB_FILE_UPLOAD_STORAGE_CONNECTION_STRING',
+  dpsIdScope: 'FIELDHUB_DPS_ID_SCOPE',
+  dpsHost: 'FIELDHUB_DPS_HOST',
 } as const;
 
 function port(value: string | number | undefined, field: string): number | undefined {
@@ -134,6 +152,12 @@ export function configFromEnvironment(env: Record<string, string | undefined> = 
   if (containerName !== undefined) fileUpload.containerName = containerName;
   if (storageConnectionString !== undefined) fileUpload.storageConnectionString = storageConnectionString;
   if (Object.keys(fileUpload).length > 0) input.fileUpload = fileUpload;
+  const dps: { -readonly [K in keyof DpsConfig]?: DpsConfig[K] } = {};
+  const idScope = text(environmentVariables.dpsIdScope);
+  const dpsHost = text(environmentVariables.dpsHost);
+  if (idScope !== undefined) dps.idScope = idScope;
+  if (dpsHost !== undefined) dps.host = dpsHost;
+  if (Object.keys(dps).length > 0) input.dps = dps;
   return input;
 }
 
@@ -195,7 +219,29 @@ export function resolveConfig(
       ...env.fileUpload,
       ...flags.fileUpload,
     }),
+    dps: checkDps({ enabled: true, host: hostName, idScope: undefined, ...file.dps, ...env.dps, ...flags.dps }),
   };
+}
+
+/**
+ * Checks the provisioning settings.
+ * @throws ArgumentError naming the bad field.
+ */
+function checkDps(config: DpsConfig): DpsConfig {
+  if (typeof config.enabled !== 'boolean') {
+    throw new ArgumentError('dps.enabled must be true or false', { field: 'dps.enabled' });
+  }
+  // Azure's ID scopes are `0ne` and hex digits; any short run of letters and digits is accepted, because devices
+  // only ever echo it.
+  if (config.idScope !== undefined && !/^[A-Za-z0-9]{1,32}$/.test(String(config.idScope))) {
+    throw new ArgumentError(`dps.idScope must be 1 to 32 letters or digits, got '${String(config.idScope)}'`, {
+      field: 'dps.idScope',
+    });
+  }
+  if (typeof config.host !== 'string' || config.host === '' || /[\s/]/.test(config.host)) {
+    throw new ArgumentError(`dps.host must be a host name, got '${String(config.host)}'`, { field: 'dps.host' });
+  }
+  return config;
 }
 
 // Paths the hub serves itself: a container of that name would shadow them (or they it).
@@ -211,6 +257,9 @@ const reservedContainerNames = new Set([
   'certificates',
   'digitaltwins',
   'statistics',
+  // The provisioning service API (`/enrollments`, `/registrations`).
+  'enrollments',
+  'registrations',
 ]);
 
 /**

@@ -13,6 +13,7 @@ import { defaultPorts, type HubConfig, type HubConfigInput, resolveConfig } from
 import type { CoreContext } from './core/context';
 import type { FileUploadStorage } from './core/file-uploads';
 import { createHubCore, type FileUploadSetup, type HubCore } from './core/hub-core';
+import { resolveIdScope } from './dps/provisioning-service';
 import { type AmqpHead, createAmqpHead } from './heads/amqp/amqp-head';
 import { registerHttpRoutes } from './heads/http/routes/index';
 import { createHttpServer } from './heads/http/server';
@@ -46,6 +47,17 @@ export interface HubInfo {
    * BlobEndpoint=https://{host}[:{port}]`) for tools that read the blobs back; `null` with external storage.
    */
   readonly fileUpload: { readonly containerName: string; readonly storageConnectionString: string | null };
+  /**
+   * The Device Provisioning Service (issue #10), on the hub's own ports: devices register with `idScope` at
+   * `host`; `serviceConnectionString` (policy `provisioningserviceowner`) signs the service API
+   * (`/enrollments`, `/enrollmentGroups`, `/registrations`). `null` when `dps.enabled` is false.
+   */
+  readonly dps: {
+    readonly host: string;
+    readonly idScope: string;
+    readonly ports: { readonly mqtt: number | null; readonly https: number; readonly amqp: number | null };
+    readonly serviceConnectionString: string;
+  } | null;
 }
 
 /** A composed hub. `start()` listens and writes `hub.json`; `stop()` drains and closes. */
@@ -106,7 +118,11 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
       now,
       options: config.core,
     };
-    core = await createHubCore(context, metrics, upload.setup);
+    core = await createHubCore(context, metrics, upload.setup, {
+      idScope: await resolveIdScope(context, config.dps.idScope),
+      hostName: config.dps.host,
+      enabled: config.dps.enabled,
+    });
 
     const http = createHttpServer({ tls, logger, metrics });
     registerHttpRoutes(http.app, core);
@@ -152,6 +168,14 @@ export function createHub(input: HubConfigInput = {}, options: CreateHubOptions 
             `AccountKey=${upload.setup.storage.accountKey};BlobEndpoint=https://${httpsHost}`
           : null,
       },
+      dps: config.dps.enabled
+        ? {
+            host: core.dps.hostName,
+            idScope: core.dps.idScope,
+            ports: { mqtt: mqttPort, https: httpsPort, amqp: amqpPort },
+            serviceConnectionString: await core.dps.policies.connectionString(),
+          }
+        : null,
     };
     writeHubJson(config.dataDir, info);
     logger.info({ ports: info.ports, dataDir: config.dataDir }, 'hub listening');

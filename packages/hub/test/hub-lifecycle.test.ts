@@ -33,6 +33,14 @@ describe('hub lifecycle', () => {
           /^DefaultEndpointsProtocol=https;AccountName=localhostblobs;AccountKey=.+;BlobEndpoint=https:\/\/localhost:\d+$/,
         ),
       },
+      dps: {
+        host: 'localhost',
+        idScope: expect.stringMatching(/^0ne[0-9A-F]{8}$/),
+        ports: { mqtt: first.info.ports.mqtt, https: first.info.ports.https, amqp: first.info.ports.amqp },
+        serviceConnectionString: expect.stringMatching(
+          /^HostName=localhost;SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=.+=$/,
+        ),
+      },
     });
     const ca = readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8');
     expect((await first.request('PUT', '/devices/kept', { body: { deviceId: 'kept' } })).status).toBe(200);
@@ -43,6 +51,11 @@ describe('hub lifecycle', () => {
     hubs.push(second);
     expect(readFileSync(join(dataDir, 'tls', 'ca.pem'), 'utf8')).toBe(ca);
     expect(second.info.serviceConnectionString).toBe(hubJson.serviceConnectionString);
+    // The generated ID scope and the DPS policy are kept with the data dir.
+    expect(second.info.dps).toMatchObject({
+      idScope: hubJson.dps.idScope,
+      serviceConnectionString: hubJson.dps.serviceConnectionString,
+    });
     const kept = await second.request('GET', '/devices/kept');
     expect(kept.status).toBe(200);
     expect(kept.json).toMatchObject({ deviceId: 'kept' });

@@ -1,3 +1,4 @@
+import { type DpsSettings, ProvisioningService } from '../dps/provisioning-service';
 import type { HubMetrics } from '../metrics';
 import { CertificateAuthorities } from './certificate-authorities';
 import { CloudToDevice } from './cloud-to-device';
@@ -28,6 +29,11 @@ export interface HubCore {
   readonly certificateAuthorities: CertificateAuthorities;
   /** File upload: SAS URIs for devices, upload outcomes, and the file-upload notifications for the service. */
   readonly fileUploads: FileUploads;
+  /**
+   * The Device Provisioning Service (issue #10): the heads call it through its `DpsService` side (dps/contract.ts);
+   * the service REST API manages its enrollments and registration states.
+   */
+  readonly dps: ProvisioningService;
   /** Stops timers (retention, sweeps) and live readers. The store and bus are closed by their owner. */
   stop(): Promise<void>;
 }
@@ -40,11 +46,15 @@ export interface FileUploadSetup {
   readonly onSweep?: (now: number) => Promise<void>;
 }
 
+/** The ID scope a core made without DPS settings answers to (tests; the hub always passes its own). */
+export const defaultIdScope = '0ne00000000';
+
 /** Composes the core services and makes sure the default policies exist. */
 export async function createHubCore(
   context: CoreContext,
   metrics: HubMetrics,
   fileUpload: FileUploadSetup,
+  dpsSettings: DpsSettings = { idScope: defaultIdScope, hostName: context.hostName },
 ): Promise<HubCore> {
   const telemetry = new BuiltInEndpoint(context);
   const events = new HubEvents(context, telemetry);
@@ -83,6 +93,9 @@ export async function createHubCore(
   const uploads = fileUploads;
   const policies = new Policies(context);
   await policies.ensureDefaults();
+  const certificateAuthorities = new CertificateAuthorities(context);
+  const dps = new ProvisioningService(context, { registry, twins, certificateAuthorities }, dpsSettings);
+  await dps.policies.ensureDefaults();
   const queues = cloudToDevice;
   metrics.addCollector(async () => {
     const depths = await queues.depths();
@@ -103,9 +116,11 @@ export async function createHubCore(
     events,
     cloudToDevice,
     directMethods,
-    certificateAuthorities: new CertificateAuthorities(context),
+    certificateAuthorities,
     fileUploads: uploads,
+    dps,
     async stop() {
+      await dps.stop();
       telemetry.stop();
       cloudToDevice?.stop();
       uploads.stop();
