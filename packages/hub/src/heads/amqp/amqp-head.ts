@@ -2,7 +2,7 @@
  * The AMQP head (protocol-device.md §3.1, protocol-service.md §3.1, §4.1): AMQP 1.0 over TLS (`listen`, port 5671
  * by default) and over WebSockets on the HTTPS server at `/$iothub/websocket` or `/$servicebus/websocket` with
  * subprotocol `AMQPWSB10` (`handleUpgrade`). Each connection ({@link AmqpConnection}) authenticates (SASL, CBS,
- * the TLS client certificate) and routes the links its peer attaches to the device, service and Event Hubs routes.
+ * the TLS client certificate) and routes the links its peer attaches to the device, service, Event Hubs and provisioning (registration) routes.
  *
  * TLS asks every client for a certificate but accepts connections without one (`requestCert: true,
  * rejectUnauthorized: false`), as the MQTT head does: X.509 devices present theirs, SAS clients send none.
@@ -26,6 +26,7 @@ import {
 } from './connection';
 import type { AmqpHeadSettings, LinkRoute } from './contract';
 import { ConnectedIdentities, deviceLinkRoutes } from './device-links/index';
+import { dpsLinkRoutes } from './dps-links/index';
 import { eventHubsRoutes } from './event-hubs/index';
 import type { RheaModule } from './rhea-internals';
 import { serviceLinkRoutes } from './service-links/index';
@@ -67,7 +68,8 @@ export interface AmqpHeadOptions {
   readonly logger: Logger;
   readonly metrics: HubMetrics;
   /**
-   * The link routes, in match order; default: the device links, the service links and the Event Hubs endpoint.
+   * The link routes, in match order; default: the device links, the service links, the Event Hubs endpoint and the
+   * registration links of the provisioning service.
    * `$cbs` is served by the connection layer itself.
    */
   readonly routes?: readonly LinkRoute[] | undefined;
@@ -100,7 +102,12 @@ export interface AmqpHead {
 export function createAmqpHead(core: HubCore, options: AmqpHeadOptions): AmqpHead {
   const settings: AmqpHeadSettings = { ...defaultAmqpHeadSettings, ...options.settings };
   const limits: AmqpConnectionLimits = { ...defaultAmqpConnectionLimits, ...options.limits };
-  const routes = options.routes ?? [...deviceLinkRoutes(), ...serviceLinkRoutes(), ...eventHubsRoutes()];
+  const routes = options.routes ?? [
+    ...deviceLinkRoutes(),
+    ...serviceLinkRoutes(),
+    ...eventHubsRoutes(),
+    ...dpsLinkRoutes(),
+  ];
   const { logger, metrics } = options;
   const connections = new Map<AmqpConnection, () => void>();
   const closedSockets = new Set<Promise<void>>();

@@ -21,6 +21,10 @@
  *   socket is left behind.
  * - A connection that authorized nothing within `authenticationTimeoutMs` is closed, unless its peer presented a
  *   TLS client certificate (an X.509 device authorizes on its first attach, which may come much later).
+ * - A connection serves the hub or the provisioning service (§5.3), never both, as Azure's are separate hosts: the
+ *   first principal decides. A provisioning connection (SASL PLAIN `{idScope}/registrations/{registrationId}`, or a
+ *   certificate that first authorized a registration link) gets no device or service principal (CBS put-token is
+ *   refused with 401, its certificate authorizes no device); a hub connection gets no registration principal.
  */
 import type { Duplex } from 'node:stream';
 import type { DetailedPeerCertificate } from 'node:tls';
@@ -41,9 +45,17 @@ import {
   type DevicePrincipal,
   type LinkHandle,
   type LinkRoute,
+  type RegistrationPrincipal,
   type ServicePrincipal,
 } from './contract';
-import { checkPlain, checkToken } from './credentials';
+import {
+  type CredentialCheck,
+  checkPlain,
+  checkRegistration,
+  checkToken,
+  parseRegistrationUsername,
+  peerCertificateChain,
+} from './credentials';
 import { FrameGuard, type FrameViolation } from './frame-guard';
 import type {
   LinkInternals,
@@ -149,6 +161,9 @@ export class AmqpConnection implements AmqpConnectionContext {
   /** Device principals made from a DeviceConnect service principal -> that principal's key. */
   private readonly backing = new WeakMap<AmqpPrincipal, string>();
   private readonly certificates = new Map<string, Promise<DevicePrincipal | undefined>>();
+  private readonly registrationCertificates = new Map<string, Promise<RegistrationPrincipal | undefined>>();
+  /** Whom the connection serves, decided by its first principal (see the file comment). */
+  private purpose: 'hub' | 'provisioning' | undefined;
   private readonly transfers = new WeakMap<LinkInternals, TransferState>();
   private readonly cleanups = new Set<Promise<void>>();
   private readonly authenticationTimer: NodeJS.Timeout;
@@ -237,6 +252,7 @@ export class AmqpConnection implements AmqpConnectionContext {
   }
 
   async device(deviceId: string, moduleId: string | undefined): Promise<DevicePrincipal | undefined> {
+    if (this.purpose === 'provisioning') return undefined;
     const key = identityKey(deviceId, moduleId);
     const held = this.principals.get(`device:${key}`)?.principal;
     if (held?.kind === 'device' && this.isLive(held)) return held;
@@ -269,12 +285,33 @@ export class AmqpConnection implements AmqpConnectionContext {
   }
 
   service(permission: Permission): ServicePrincipal | undefined {
+    if (this.purpose === 'provisioning') return undefined;
     for (const { principal } of this.principals.values()) {
       if (principal.kind === 'service' && this.isLive(principal) && principal.permissions.includes(permission)) {
         return principal;
       }
     }
     return undefined;
+  }
+
+  async registration(idScope: string, registrationId: string): Promise<RegistrationPrincipal | undefined> {
+    if (this.purpose === 'hub') return undefined;
+    const key = registrationKey(idScope, registrationId);
+    const held = this.principals.get(key)?.principal;
+    if (held?.kind === 'registration' && this.isLive(held)) return held;
+
+    const certificate = this.transport.peerCertificate();
+    if (!certificate) return undefined;
+    let pending = this.registrationCertificates.get(key);
+    if (!pending) {
+      pending = this.authenticateRegistration(idScope, registrationId, certificate);
+      if (this.registrationCertificates.size < this.shared.limits.maxLinks) {
+        this.registrationCertificates.set(key, pending);
+        pending.catch(() => this.registrationCertificates.delete(key));
+      }
+    }
+    const principal = await pending;
+    return principal && this.principals.has(key) ? principal : undefined;
   }
 
   /**
@@ -491,10 +528,19 @@ export class AmqpConnection implements AmqpConnectionContext {
           reason = 'malformed PLAIN response';
         } else {
           try {
-            const check = await checkPlain(username, password, {
-              core: this.core,
-              clockSkewSeconds: this.settings.clockSkewSeconds,
-            });
+            // §5.3: a device registering with the provisioning service names its registration as the username.
+            const registration = parseRegistrationUsername(username);
+            const check = registration
+              ? await checkRegistration(
+                  registration.idScope,
+                  registration.registrationId,
+                  { kind: 'sas', token: password },
+                  this.core,
+                )
+              : await checkPlain(username, password, {
+                  core: this.core,
+                  clockSkewSeconds: this.settings.clockSkewSeconds,
+                });
             if (check.ok) {
               if (!this.isClosed) this.hold(check.principal);
               mechanism.outcome = true;
@@ -525,7 +571,14 @@ export class AmqpConnection implements AmqpConnectionContext {
   private keyOf(principal: AmqpPrincipal): string {
     const backing = this.backing.get(principal);
     if (backing !== undefined) return backing;
-    return principal.kind === 'device' ? `device:${principal.identity.key}` : `service:${principal.policyName}`;
+    switch (principal.kind) {
+      case 'device':
+        return `device:${principal.identity.key}`;
+      case 'service':
+        return `service:${principal.policyName}`;
+      case 'registration':
+        return registrationKey(principal.registration.idScope, principal.registration.registrationId);
+    }
   }
 
   private isLive(principal: AmqpPrincipal): boolean {
@@ -540,6 +593,7 @@ export class AmqpConnection implements AmqpConnectionContext {
     const entry: HeldPrincipal = { principal, timer: undefined };
     this.principals.set(key, entry);
     this.schedule(key, entry);
+    this.purpose ??= principal.kind === 'registration' ? 'provisioning' : 'hub';
     this.everAuthorized = true;
     clearTimeout(this.authenticationTimer);
   }
@@ -598,8 +652,32 @@ export class AmqpConnection implements AmqpConnectionContext {
       return undefined;
     }
     const principal: DevicePrincipal = { kind: 'device', identity: result.identity, expiresAtMs: undefined };
-    if (!this.isClosed) this.hold(principal);
+    // A registration principal held meanwhile made this a provisioning connection.
+    if (this.isClosed || this.purpose === 'provisioning') return undefined;
+    this.hold(principal);
     return principal;
+  }
+
+  private async authenticateRegistration(
+    idScope: string,
+    registrationId: string,
+    peerCertificate: DetailedPeerCertificate,
+  ): Promise<RegistrationPrincipal | undefined> {
+    const check = await checkRegistration(
+      idScope,
+      registrationId,
+      { kind: 'x509', chain: peerCertificateChain(peerCertificate) },
+      this.core,
+    );
+    if (!check.ok || check.principal.kind !== 'registration') {
+      const reason = check.ok ? 'not a registration' : check.reason;
+      this.logger.info({ ...this.describe(), idScope, registrationId, reason }, 'amqp registration X.509 refused');
+      return undefined;
+    }
+    // A device principal held meanwhile (its own first attach) made this a hub connection.
+    if (this.isClosed || this.purpose === 'hub') return undefined;
+    this.hold(check.principal);
+    return check.principal;
   }
 
   // --- links ------------------------------------------------------------------------------------------------
@@ -974,10 +1052,13 @@ export class AmqpConnection implements AmqpConnectionContext {
     let status: 200 | 400 | 401 | 500;
     let description: string;
     try {
-      const check = await checkToken(request.audience, request.token, {
-        core: this.core,
-        clockSkewSeconds: this.settings.clockSkewSeconds,
-      });
+      const check: CredentialCheck =
+        this.purpose === 'provisioning'
+          ? { ok: false, status: 401, reason: 'a provisioning connection reaches only its registration' }
+          : await checkToken(request.audience, request.token, {
+              core: this.core,
+              clockSkewSeconds: this.settings.clockSkewSeconds,
+            });
       if (this.isClosed) return;
       if (check.ok) {
         this.hold(check.principal);
@@ -1040,6 +1121,11 @@ export class AmqpConnection implements AmqpConnectionContext {
     }
     waiting.push(response);
   }
+}
+
+/** The key of a registration's principal: DPS compares ID scopes and registration ids without case (§5.4). */
+function registrationKey(idScope: string, registrationId: string): string {
+  return `registration:${idScope.toLowerCase()}/${registrationId.toLowerCase()}`;
 }
 
 function toRheaError(error: AmqpError): { condition: string; description: string; info?: Record<string, unknown> } {

@@ -4,8 +4,9 @@
  * ANONYMOUS, MSSBCBS, PLAIN), answers CBS `put-token`, keeps the principals each connection authorized, and routes
  * every link the peer attaches to the one {@link LinkRoute} whose `match` accepts its address. Routes translate
  * links into core calls: `device-links/` (telemetry, cloud-to-device, twin, methods), `service-links/`
- * (`/messages/devicebound`, feedback, file notifications) and `event-hubs/` (the built-in endpoint as Event Hubs
- * speaks it: `$management` and partition receivers).
+ * (`/messages/devicebound`, feedback, file notifications), `event-hubs/` (the built-in endpoint as Event Hubs
+ * speaks it: `$management` and partition receivers) and `dps-links/` (device registrations with the provisioning
+ * service, protocol-device.md §5.3).
  *
  * Routes never see sockets, SASL or CBS: they ask the connection for a principal and serve the link they are given.
  */
@@ -13,6 +14,7 @@ import type { Logger } from 'pino';
 import type { Receiver, Sender } from 'rhea';
 import type { Permission } from '../../core/context';
 import type { HubCore } from '../../core/hub-core';
+import type { DpsPrincipal } from '../../dps/contract';
 import type { SessionIdentity } from '../mqtt/session';
 
 /** AMQP error conditions the hub sends (the Azure SDKs map these to typed errors, §3.4). */
@@ -63,7 +65,20 @@ export interface ServicePrincipal {
   readonly expiresAtMs: number | undefined;
 }
 
-export type AmqpPrincipal = DevicePrincipal | ServicePrincipal;
+/**
+ * A device registration authorized on a connection for the provisioning service (protocol-device.md §5.3): SASL
+ * PLAIN `{idScope}/registrations/{registrationId}` with a registration SAS token, or the TLS client certificate.
+ * A connection that holds one reaches nothing but that registration's links.
+ */
+export interface RegistrationPrincipal {
+  readonly kind: 'registration';
+  /** What the provisioning service authenticated (`core.dps.authenticate`). */
+  readonly registration: DpsPrincipal;
+  /** When its token stops being accepted (ms since epoch); undefined for X.509. */
+  readonly expiresAtMs: number | undefined;
+}
+
+export type AmqpPrincipal = DevicePrincipal | ServicePrincipal | RegistrationPrincipal;
 
 /** Tunables of the AMQP head (defaults in `amqp-head.ts`). */
 export interface AmqpHeadSettings {
@@ -96,6 +111,13 @@ export interface AmqpConnectionContext {
   device(deviceId: string, moduleId: string | undefined): Promise<DevicePrincipal | undefined>;
   /** An unexpired service principal on this connection whose policy grants `permission`, if any. */
   service(permission: Permission): ServicePrincipal | undefined;
+  /**
+   * The unexpired principal of this device registration on this connection: authorized by SASL PLAIN
+   * (`{idScope}/registrations/{registrationId}`), or by the connection's TLS client certificate (checked by the
+   * provisioning service on first use). Undefined when nothing authorizes it, or when the connection already serves
+   * hub identities (a connection is for the hub or for provisioning, never both).
+   */
+  registration(idScope: string, registrationId: string): Promise<RegistrationPrincipal | undefined>;
 }
 
 /** A link a route serves: closed by the connection layer on detach, connection close or principal expiry. */

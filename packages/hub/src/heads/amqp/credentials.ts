@@ -15,12 +15,14 @@
  * - An audience on another host is refused (401), as is a token that has expired by the hub's clock skew.
  */
 import { timingSafeEqual } from 'node:crypto';
-import { parseSasToken, type SasToken } from '@fieldhub/auth';
-import { isValidDeviceId, isValidModuleId } from '@fieldhub/protocol';
+import type { DetailedPeerCertificate } from 'node:tls';
+import { derToPem, parseSasToken, type SasToken } from '@fieldhub/auth';
+import { HubError, isValidDeviceId, isValidModuleId } from '@fieldhub/protocol';
 import type { HubCore } from '../../core/hub-core';
 import { identityKey } from '../../core/registry-records';
+import type { DpsProof } from '../../dps/contract';
 import { checkDeviceSasToken, identityOf, normalizeHost, recordsOf, resourceCovers } from '../mqtt/authenticate';
-import type { AmqpPrincipal, DevicePrincipal, ServicePrincipal } from './contract';
+import type { AmqpPrincipal, DevicePrincipal, RegistrationPrincipal, ServicePrincipal } from './contract';
 
 /** The outcome of a credential check: a principal, or the CBS status code and why. */
 export type CredentialCheck =
@@ -203,4 +205,60 @@ export async function checkPlain(
 
 function deviceOfResource(token: SasToken): { deviceId: string; moduleId: string | undefined } | undefined {
   return deviceOfPath(parseAudience(token.resourceUri).path);
+}
+
+/**
+ * The registration a SASL PLAIN username names for the provisioning service (protocol-device.md §5.3):
+ * `{idScope}/registrations/{registrationId}`, exactly three segments; undefined for any other username.
+ */
+export function parseRegistrationUsername(username: string): { idScope: string; registrationId: string } | undefined {
+  const segments = username.split('/');
+  if (segments.length !== 3 || segments[1]?.toLowerCase() !== 'registrations') return undefined;
+  const [idScope = '', , registrationId = ''] = segments;
+  if (idScope === '' || registrationId === '' || username.includes('@')) return undefined;
+  return { idScope, registrationId };
+}
+
+/**
+ * Asks the provisioning service whether `proof` authenticates the registration (`core.dps.authenticate`). A refusal
+ * is a 401 whatever the service threw for it (an unknown enrollment, a wrong key, a disabled enrollment, an
+ * unverified CA: the device learns no more than over SASL), except a 400 for a malformed registration id. Never
+ * throws for bad credentials; errors of the service itself (5xx) propagate.
+ */
+export async function checkRegistration(
+  idScope: string,
+  registrationId: string,
+  proof: DpsProof,
+  core: HubCore,
+): Promise<CredentialCheck> {
+  try {
+    const registration = await core.dps.authenticate(idScope, registrationId, proof);
+    const principal: RegistrationPrincipal = {
+      kind: 'registration',
+      registration,
+      expiresAtMs: registration.expiresAtMs,
+    };
+    return { ok: true, principal };
+  } catch (error) {
+    if (!HubError.is(error) || error.status >= 500) throw error;
+    return refuse(error.status === 400 ? 400 : 401, error.message);
+  }
+}
+
+/**
+ * The certificate chain a TLS peer presented, leaf first, PEM (what `DpsProof` x509 carries, §6: leaf and
+ * intermediates; the root is not required). Empty when the peer presented none.
+ */
+export function peerCertificateChain(peer: DetailedPeerCertificate | undefined): string[] {
+  if (!peer?.raw || peer.raw.length === 0) return [];
+  const chain = [derToPem(peer.raw, 'CERTIFICATE')];
+  let current = peer;
+  // Node links a self-signed certificate to itself: stop there, and after a chain no device sends.
+  for (let depth = 0; depth < 8; depth++) {
+    const issuer = current.issuerCertificate;
+    if (!issuer?.raw || issuer === current || issuer.fingerprint256 === current.fingerprint256) break;
+    chain.push(derToPem(issuer.raw, 'CERTIFICATE'));
+    current = issuer;
+  }
+  return chain;
 }
