@@ -239,7 +239,7 @@ export async function authenticateCertificate(
 }
 
 /** The certificates the peer sent above its leaf (§6: leaf + intermediates; the root is not required). */
-function intermediatesOf(leaf: DetailedPeerCertificate): string[] {
+export function intermediatesOf(leaf: DetailedPeerCertificate): string[] {
   const result: string[] = [];
   let current = leaf;
   for (let depth = 0; depth < 8; depth++) {

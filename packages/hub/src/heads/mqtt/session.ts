@@ -21,6 +21,7 @@ import type { ConnectionAuthMethod } from '../../core/telemetry';
 import { AckQueue } from './ack-queue';
 import type { CloudToDeviceDeliveries } from './cloud-to-device-deliveries';
 import type { DesiredPropertiesForwarder } from './desired-properties';
+import type { DpsSession } from './dps-session';
 import { handleConnect } from './handlers/connect';
 import { handleDisconnect } from './handlers/disconnect';
 import { handlePingreq } from './handlers/pingreq';
@@ -164,6 +165,8 @@ export class MqttSession {
   desired: DesiredPropertiesForwarder | undefined;
   methods: MethodResponder | undefined;
   cloudToDevice: CloudToDeviceDeliveries | undefined;
+  /** Set on a provisioning connection (`dps-session.ts`): no identity then, only `$dps` topics. */
+  provisioning: DpsSession | undefined;
   /** Packets that arrived while the CONNECT was being authenticated ([MQTT-3.1.4-5]: processed after). */
   private backlog: Packet[] | undefined;
   private readonly parser: PacketParser;
@@ -236,6 +239,7 @@ export class MqttSession {
     return {
       deviceId: this.identity?.deviceId,
       moduleId: this.identity?.moduleId,
+      registrationId: this.provisioning?.principal.registrationId,
       remoteAddress: this.transport.remoteAddress,
       protocol: this.transport.protocol,
     };
@@ -308,13 +312,6 @@ export class MqttSession {
    */
   accept(identity: SessionIdentity, keepAliveSeconds: number, expiresAtMs: number | undefined): void {
     this.identity = identity;
-    this.state = 'connected';
-    // Keep-alive: the hub drops a connection silent for 1.5 × the client's keep-alive [MQTT-3.1.2-24], capped
-    // at 1767 s (protocol-device.md §2.2, §7); 0 means none. SAS expiry: IoT Hub severs the connection (§1.3).
-    if (keepAliveSeconds > 0)
-      this.keepAliveMs = Math.min(keepAliveSeconds * 1500, Limits.mqttKeepAliveMaxSeconds * 1000);
-    if (expiresAtMs !== undefined) this.expiresAtMs = expiresAtMs;
-    this.armTimer();
     this.unsubscribeEvict = this.core.context.bus.subscribe(
       this.core.context.hubName,
       `session.evict.${identity.key}`,
@@ -323,6 +320,25 @@ export class MqttSession {
         if (notice?.sessionId !== this.id) this.evict();
       },
     );
+    this.start(keepAliveSeconds, expiresAtMs);
+  }
+
+  /**
+   * Called by the provisioning CONNECT handler after CONNACK 0 (`dps-session.ts`): the same timers and backlog as
+   * {@link accept}, without an identity (nothing to evict: a registration may have several connections).
+   */
+  acceptProvisioning(keepAliveSeconds: number, expiresAtMs: number | undefined): void {
+    this.start(keepAliveSeconds, expiresAtMs);
+  }
+
+  private start(keepAliveSeconds: number, expiresAtMs: number | undefined): void {
+    this.state = 'connected';
+    // Keep-alive: the hub drops a connection silent for 1.5 × the client's keep-alive [MQTT-3.1.2-24], capped
+    // at 1767 s (protocol-device.md §2.2, §7); 0 means none. SAS expiry: IoT Hub severs the connection (§1.3).
+    if (keepAliveSeconds > 0)
+      this.keepAliveMs = Math.min(keepAliveSeconds * 1500, Limits.mqttKeepAliveMaxSeconds * 1000);
+    if (expiresAtMs !== undefined) this.expiresAtMs = expiresAtMs;
+    this.armTimer();
     const backlog = this.backlog ?? [];
     this.backlog = undefined;
     this.setPaused(PauseReasons.authentication, false);

@@ -3,6 +3,8 @@ import type { HubCore } from '../../../core/hub-core';
 import { registerCertificateAuthorityRoutes } from './certificate-authorities';
 import { registerCloudToDeviceRoutes } from './cloud-to-device';
 import { registerDeviceMessageRoutes } from './device-messages';
+import { registerDpsDeviceRoutes } from './dps-device';
+import { registerDpsServiceRoutes } from './dps-service';
 import { registerFileUploadRoutes } from './file-upload';
 import { registerMethodRoutes } from './methods';
 import { registerPolicyRoutes } from './policies';
@@ -23,4 +25,6 @@ export function registerHttpRoutes(app: FastifyInstance, core: HubCore): void {
   registerCertificateAuthorityRoutes(app, core);
   registerDeviceMessageRoutes(app, core);
   registerFileUploadRoutes(app, core);
+  registerDpsServiceRoutes(app, core);
+  registerDpsDeviceRoutes(app, core);
 }

@@ -1,10 +1,12 @@
 /**
- * CONNECT (protocol-device.md §2.2): protocol level 4 only, then authentication (see `../authenticate.ts`),
+ * CONNECT (protocol-device.md §2.2): protocol level 4 only, then a provisioning connection (§5.1,
+ * `../dps-session.ts`) or authentication (see `../authenticate.ts`),
  * eviction of an older session of the same identity (§2.1), CONNACK, and the connection-state bookkeeping
  * (registry `connectionState`, a `deviceConnected` event, the connected-devices gauge).
  */
 import type { IConnectPacket } from 'mqtt-packet';
 import { authenticateConnect } from '../authenticate';
+import { handleDpsConnect, isDpsConnect } from '../dps-session';
 import type { MqttSession } from '../session';
 import { withinTelemetryLimit } from '../telemetry-ingest';
 import { routePublish } from '../topic-authorization';
@@ -17,6 +19,11 @@ export async function handleConnect(session: MqttSession, packet: IConnectPacket
     return;
   }
   const { head } = session;
+  // §5.1: `{idScope}/registrations/{registrationId}/api-version=..` is a provisioning connection, not a device.
+  if (isDpsConnect(packet)) {
+    await handleDpsConnect(session, packet, head.core.dps);
+    return;
+  }
   const result = await authenticateConnect(packet, {
     core: head.core,
     peerCertificate: session.transport.peerCertificate(),

@@ -13,7 +13,10 @@ const emptyPayload = Buffer.alloc(0);
 /** Handles a PUBLISH from a connected device. */
 export function handlePublish(session: MqttSession, packet: IPublishPacket): void {
   const identity = session.identity;
-  if (!identity) return;
+  if (!identity) {
+    session.provisioning?.publish(packet);
+    return;
+  }
   if (packet.qos === 2) {
     session.close('QoS 2 PUBLISH (IoT Hub supports QoS 0 and 1, §2.3)', 'warn');
     return;

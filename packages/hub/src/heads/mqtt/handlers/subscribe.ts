@@ -14,7 +14,10 @@ import { routeSubscription } from '../topic-authorization';
 /** Handles a SUBSCRIBE. */
 export function handleSubscribe(session: MqttSession, packet: ISubscribePacket): void {
   const identity = session.identity;
-  if (!identity) return;
+  if (!identity) {
+    session.provisioning?.subscribe(packet);
+    return;
+  }
   const granted: number[] = [];
   const starts: (() => void)[] = [];
   for (const subscription of packet.subscriptions) {

@@ -10,7 +10,10 @@ import { routeSubscription } from '../topic-authorization';
 /** Handles an UNSUBSCRIBE. */
 export function handleUnsubscribe(session: MqttSession, packet: IUnsubscribePacket): void {
   const identity = session.identity;
-  if (!identity) return;
+  if (!identity) {
+    session.provisioning?.unsubscribe(packet);
+    return;
+  }
   for (const filter of packet.unsubscriptions) {
     switch (routeSubscription(filter, identity).kind) {
       case 'cloudToDevice':
