@@ -38,6 +38,20 @@ describe('register() against the hub', () => {
     return bodies;
   };
 
+  it('registers over MQTT over WebSockets on the HTTPS port', async () => {
+    const registrationId = 'group-dev-wss';
+    const groupKey = await enrollments.symmetricKeyGroup('group-wss');
+    const result = await register({
+      idScope,
+      registrationId,
+      symmetricKey: deriveDeviceKey(groupKey, registrationId),
+      transport: { kind: 'mqtt', webSockets: true },
+      provisioningHost: `127.0.0.1:${testHub.info.ports.https}`,
+      ca: testHub.ca,
+    });
+    expect(result).toMatchObject({ status: 'assigned', registrationId, deviceId: registrationId });
+  });
+
   for (const transport of transports) {
     describe(`over ${transport}`, () => {
       it('registers through a symmetric-key group with the derived key; the device then sends telemetry to the assigned hub', async () => {
