@@ -4,6 +4,7 @@ import { registerCertificateAuthorityRoutes } from './certificate-authorities';
 import { registerCloudToDeviceRoutes } from './cloud-to-device';
 import { registerDeviceMessageRoutes } from './device-messages';
 import { registerDpsDeviceRoutes } from './dps-device';
+import { registerDpsServiceRoutes } from './dps-service';
 import { registerFileUploadRoutes } from './file-upload';
 import { registerMethodRoutes } from './methods';
 import { registerPolicyRoutes } from './policies';
@@ -24,5 +25,6 @@ export function registerHttpRoutes(app: FastifyInstance, core: HubCore): void {
   registerCertificateAuthorityRoutes(app, core);
   registerDeviceMessageRoutes(app, core);
   registerFileUploadRoutes(app, core);
+  registerDpsServiceRoutes(app, core);
   registerDpsDeviceRoutes(app, core);
 }
