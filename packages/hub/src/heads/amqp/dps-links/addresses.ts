@@ -37,7 +37,7 @@ export function parseRegistrationAddress(address: string): RegistrationAddress |
   return { idScope, registrationId };
 }
 
-/** Whether `address` names the registration `target` (DPS compares ID scopes and registration ids without case). */
+/** Whether `a` and `b` are the same registration (DPS compares ID scopes and registration ids without case). */
 export function sameRegistration(
   a: { readonly idScope: string; readonly registrationId: string },
   b: { readonly idScope: string; readonly registrationId: string },
