@@ -80,6 +80,8 @@ export interface DpsAuthenticatedRegistration extends DpsPrincipal {
   readonly attestationType: 'symmetricKey' | 'x509';
   /** The group that vouched; absent when the individual enrollment did. */
   readonly enrollmentGroupId: string | undefined;
+  /** SHA-1 thumbprint of the X.509 leaf the device presented. */
+  readonly leafThumbprint?: string;
 }
 
 interface Operation {
@@ -322,7 +324,10 @@ export class ProvisioningService implements DpsService {
           now,
           extendedKeyUsage: 'clientAuth',
         });
-        return this.principal(registrationId, 'x509', group.enrollmentGroupId, undefined);
+        return {
+          ...this.principal(registrationId, 'x509', group.enrollmentGroupId, undefined),
+          leafThumbprint: leaf.thumbprintSha1,
+        };
       } catch (error) {
         reasons.push(`${group.enrollmentGroupId}: ${(error as Error).message}`);
       }
@@ -481,7 +486,19 @@ export class ProvisioningService implements DpsService {
         },
       };
     }
-    if (attestation.type === 'x509') return { type: 'certificateAuthority' };
+    // A group whose CA is one of the hub's (caReferences): the hub checks the chain at every connection. A group
+    // with its own signing certificate, which the hub does not trust: the device is pinned to the certificate it
+    // registered with.
+    if (attestation.x509?.caReferences) return { type: 'certificateAuthority' };
+    if (attestation.type === 'x509' && registration.leafThumbprint !== undefined) {
+      return {
+        type: 'selfSigned',
+        x509Thumbprint: {
+          primaryThumbprint: registration.leafThumbprint,
+          secondaryThumbprint: registration.leafThumbprint,
+        },
+      };
+    }
     throw new ArgumentError('The enrollment has no usable attestation', { field: 'attestation' });
   }
 
