@@ -187,13 +187,13 @@ describe('provisioning over HTTPS', () => {
     const key = await enrollments.symmetricKeyIndividual('https-refused');
     const body = { registrationId: 'https-refused' };
     const wrongKey = Buffer.alloc(32, 7).toString('base64');
-    expectDpsError(
-      await send('PUT', registerPath('https-refused'), {
-        authorization: await dpsToken('https-refused', wrongKey),
-        body,
-      }),
-      401,
-    );
+    const refused = await send('PUT', registerPath('https-refused'), {
+      authorization: await dpsToken('https-refused', wrongKey),
+      body,
+    });
+    expectDpsError(refused, 401);
+    // The reason stays in the hub's log: the caller learns nothing about what is enrolled.
+    expect(refused.body.message).toBe('Unauthorized');
     expectDpsError(
       await send('PUT', registerPath('https-refused', '0ne99999999'), {
         authorization: await dpsToken('https-refused', key, '0ne99999999'),
@@ -249,6 +249,11 @@ describe('provisioning over HTTPS', () => {
     expect(device.json).toMatchObject({ Message: expect.stringContaining('ErrorCode:DeviceNotFound') });
     const twin = await testHub.request('GET', '/twins/not-there');
     expect(twin.status).toBe(404);
+    // The provisioning service API keeps its enrollments, next to the device routes of its enrollments.
+    await enrollments.symmetricKeyIndividual('https-routes');
+    const enrollment = await testHub.request('GET', '/enrollments/https-routes');
+    expect(enrollment.status).toBe(200);
+    expect(enrollment.json).toMatchObject({ registrationId: 'https-routes' });
     // A wrong method on a provisioning path is 405, not someone else's route.
     const wrongMethod = await send('POST', registerPath('https-any'), { body: { registrationId: 'https-any' } });
     expect(wrongMethod.status).toBe(405);
