@@ -56,13 +56,14 @@ export function isDpsConnect(packet: IConnectPacket): boolean {
 
 /**
  * The DPS error body of a failure (§5.2): `errorCode` is the six-digit code whose first three digits are the
- * status, as DPS answers it over every protocol.
+ * status, as DPS answers it over every protocol. A 401 says only `Unauthorized`, as Azure answers every refusal
+ * (callers log the reason): a message naming what is enrolled would tell a prober which registration ids exist.
  */
 export function dpsErrorBody(error: HubError, now = new Date()): Required<Omit<DpsErrorBody, 'info'>> {
   return {
     errorCode: error.hubCode,
     trackingId: randomUUID(),
-    message: error.message,
+    message: error.status === 401 ? 'Unauthorized' : error.message,
     timestampUtc: now.toISOString(),
   };
 }

@@ -33,13 +33,10 @@ export function registerDpsDeviceRoutes(app: FastifyInstance, core: HubCore): vo
       const error = toDpsError(raw);
       if (error.status >= 500) request.log.error({ err: raw, url: request.url }, 'provisioning request failed');
       else request.log.debug({ code: error.code, url: request.url.split('?')[0] }, error.message);
-      // Every refusal reads alike to the caller, as Azure answers them (the reason is in the debug log): a message
-      // naming what is enrolled would tell a prober which registration ids exist.
-      const answered = error.status === 401 ? new HubError(error.code, 'Unauthorized') : error;
       return reply
         .code(error.status)
         .header('content-type', jsonType)
-        .send(JSON.stringify(dpsErrorBody(answered)));
+        .send(JSON.stringify(dpsErrorBody(error)));
     });
 
     scope.put('/:idScope/registrations/:registrationId/register', async (request, reply) => {
