@@ -1,5 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { createRootCa, createSasToken, createSelfSignedCertificate, issueDeviceCertificate } from '@fieldhub/auth';
+import {
+  createIntermediateCa,
+  createRootCa,
+  createSasToken,
+  createSelfSignedCertificate,
+  createVerificationCertificate,
+  issueDeviceCertificate,
+} from '@fieldhub/auth';
 import { deriveDeviceKey } from '@fieldhub/protocol';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -181,6 +188,32 @@ describe('provisioning over MQTT', () => {
     expect(
       await refusalCode({ ...options('mqtt-x509-1'), cert: leaf.certificate, key: leaf.privateKey as string }),
     ).toBe(5);
+  });
+
+  it('registers through an X.509 group on a verified CA with the intermediate the device sends in TLS', async () => {
+    const { certificateAuthorities } = testHub.hub.core;
+    const root = await createRootCa({ commonName: 'DPS MQTT test root' });
+    const intermediate = await createIntermediateCa({ issuer: root, commonName: 'DPS MQTT test intermediate' });
+    await certificateAuthorities.add('dps-mqtt-root', root.certificate);
+    await testHub.hub.core.dps.enrollments.putGroup('mqtt-ca-group', {
+      attestation: { type: 'x509', x509: { caReferences: { primary: 'dps-mqtt-root' } } },
+    });
+    const leaf = await issueDeviceCertificate({ issuer: intermediate, deviceId: 'mqtt-ca-dev' });
+    const tlsOptions = { cert: leaf.certificate + intermediate.certificate, key: leaf.privateKey as string };
+    // Refused while the CA's proof of possession is missing.
+    expect(await refusalCode({ ...options('mqtt-ca-dev'), ...tlsOptions })).toBe(5);
+    const { verificationCode } = await certificateAuthorities.generateVerificationCode('dps-mqtt-root');
+    await certificateAuthorities.verify(
+      'dps-mqtt-root',
+      await createVerificationCertificate({ ca: root, verificationCode }),
+    );
+    const client = await connect({ ...options('mqtt-ca-dev'), ...tlsOptions });
+    const { final } = await register(client, 'mqtt-ca-dev');
+    expect(final.body).toMatchObject({
+      status: 'assigned',
+      registrationState: { registrationId: 'mqtt-ca-dev', x509: { enrollmentGroupId: 'mqtt-ca-group' } },
+    });
+    await client.endAsync();
   });
 
   it('refuses a wrong key (5), a wrong ID scope (5), a bad client id (2) and a password that is no SAS token (4)', async () => {
