@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AmqpErrorConditions } from '../contract';
 import { rejectionOf } from './registration-channel';
 
-const valueOf = (typed: unknown) => (typed as { value?: unknown }).value;
+const typedValue = (typed: unknown) => (typed as { value?: unknown }).value;
 
 describe('rejectionOf', () => {
   it('carries the DPS error body as the description, without a retry interval for a client error', () => {
@@ -21,12 +21,12 @@ describe('rejectionOf', () => {
   it('tells both official clients when to retry a throttled or failed request', () => {
     const throttled = rejectionOf(new HubError('ThrottlingException', 'slow down'));
     expect(throttled.condition).toBe(AmqpErrorConditions.throttled);
-    expect(valueOf(throttled.info?.['retry-after'])).toBeGreaterThan(0);
-    expect(valueOf(throttled.info?.['Retry-After'])).toBe(valueOf(throttled.info?.['retry-after']));
+    expect(typedValue(throttled.info?.['retry-after'])).toBeGreaterThan(0);
+    expect(typedValue(throttled.info?.['Retry-After'])).toBe(typedValue(throttled.info?.['retry-after']));
 
     const failed = rejectionOf(new Error('disk on fire'));
     expect(failed.condition).toBe(AmqpErrorConditions.internalError);
     expect(JSON.parse(failed.description)).toMatchObject({ errorCode: 500001, message: 'An internal error occurred' });
-    expect(valueOf(failed.info?.['retry-after'])).toBeGreaterThan(0);
+    expect(typedValue(failed.info?.['retry-after'])).toBeGreaterThan(0);
   });
 });
