@@ -165,16 +165,29 @@ function certificateEntry(value: unknown, field: string): X509CertificateWithInf
   };
 }
 
-function certificatePair(
-  value: unknown,
-  field: string,
-): { primary: X509CertificateWithInfo; secondary?: X509CertificateWithInfo } {
+type CertificatePair = { primary: X509CertificateWithInfo; secondary?: X509CertificateWithInfo };
+
+/**
+ * Reads `{primary, secondary?}`. An entry with only the `info` a GET answered (a read-modify-write round trip)
+ * keeps the stored certificate of the same thumbprint.
+ */
+function certificatePair(value: unknown, field: string, previous: CertificatePair | undefined): CertificatePair {
   if (!isObject(value)) throw new ArgumentError(`${field} must be an object with a primary certificate`, { field });
-  const pair: { primary: X509CertificateWithInfo; secondary?: X509CertificateWithInfo } = {
-    primary: certificateEntry(optional(value, 'primary'), `${field}.primary`),
+  const read = (entry: unknown, name: string): X509CertificateWithInfo => {
+    const info = isObject(entry) ? optional(entry, 'info') : undefined;
+    const certificate = isObject(entry) ? optional(entry, 'certificate') : undefined;
+    if (certificate === undefined && isObject(info)) {
+      const thumbprint = optional(info, 'sha256Thumbprint');
+      const kept = [previous?.primary, previous?.secondary].find(
+        (candidate) => candidate !== undefined && candidate.info.sha256Thumbprint === thumbprint,
+      );
+      if (kept) return kept;
+    }
+    return certificateEntry(entry, `${field}.${name}`);
   };
+  const pair: CertificatePair = { primary: read(optional(value, 'primary'), 'primary') };
   const secondary = optional(value, 'secondary');
-  if (secondary !== undefined) pair.secondary = certificateEntry(secondary, `${field}.secondary`);
+  if (secondary !== undefined) pair.secondary = read(secondary, 'secondary');
   return pair;
 }
 
@@ -230,7 +243,13 @@ export function parseAttestation(
       }
       return {
         type: 'x509',
-        x509: { clientCertificates: certificatePair(client, 'attestation.x509.clientCertificates') },
+        x509: {
+          clientCertificates: certificatePair(
+            client,
+            'attestation.x509.clientCertificates',
+            previous?.x509?.clientCertificates,
+          ),
+        },
       };
     }
     if (client !== undefined) {
@@ -241,7 +260,13 @@ export function parseAttestation(
     if (signing !== undefined) {
       return {
         type: 'x509',
-        x509: { signingCertificates: certificatePair(signing, 'attestation.x509.signingCertificates') },
+        x509: {
+          signingCertificates: certificatePair(
+            signing,
+            'attestation.x509.signingCertificates',
+            previous?.x509?.signingCertificates,
+          ),
+        },
       };
     }
     const field = 'attestation.x509.caReferences';

@@ -179,7 +179,12 @@ export function registerDpsServiceRoutes(app: FastifyInstance, core: HubCore): v
       await authorize(request, 'RegistryRead');
       const enrollment = await dps.enrollments.getIndividual(request.params.id);
       if (!enrollment) throw new HubError('ResourceNotFound', `Enrollment '${request.params.id}' does not exist`);
-      return send(reply, 200, renderEnrollment(enrollment));
+      // Azure shows the registration of an individual enrollment with it.
+      const state = await dps.registrations.get(request.params.id);
+      return send(reply, 200, {
+        ...renderEnrollment(enrollment),
+        ...(state === undefined ? {} : { registrationState: renderRegistrationState(state) }),
+      });
     });
 
     scope.delete<{ Params: IdParams }>('/enrollments/:id', async (request, reply) => {
