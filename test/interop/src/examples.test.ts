@@ -338,6 +338,32 @@ describe('examples against a real hub', () => {
     expect(await telemetryOf(hub.info, 'ex-gw-good')).toHaveLength(2);
   });
 
+  it('provisioning: registers through a group enrollment over MQTT and HTTPS, then sends telemetry to the assigned hub', async () => {
+    // The group, through the provisioning service REST API (the hub's iothubowner may manage the hub's own DPS).
+    const group = await serviceCall(hub.info, 'PUT', '/enrollmentGroups/ex-sensors?api-version=2021-10-01', [200], {
+      body: { enrollmentGroupId: 'ex-sensors', attestation: { type: 'symmetricKey' } },
+    });
+    const groupKey = group.json<{ attestation: { symmetricKey: { primaryKey: string } } }>().attestation.symmetricKey
+      .primaryKey;
+    const dps = (JSON.parse(readFileSync(join(hub.dataDir, 'hub.json'), 'utf8')) as { dps: { idScope: string } }).dps;
+    for (const transport of ['mqtt', 'https']) {
+      const registrationId = `ex-provisioned-${transport}`;
+      const example = start('provisioning', ['--transport', transport, '--count', '2', '--interval', '0.2'], {
+        ...deviceEnv(),
+        HTTPS_PORT: String(hub.info.ports.https),
+        DPS_HOST: '127.0.0.1',
+        DPS_ID_SCOPE: dps.idScope,
+        REGISTRATION_ID: registrationId,
+        DPS_GROUP_KEY: groupKey,
+      });
+      expect(await example.waitForExit()).toEqual({ code: 0, signal: null });
+      expect(example.output()).toContain(
+        `registered ${registrationId} over ${transport}: assigned to localhost as ${registrationId}`,
+      );
+      expect(await telemetryOf(hub.info, registrationId)).toHaveLength(2);
+    }
+  });
+
   it('file-upload: streams a file with progress to the end, and the service is notified of the blob', async () => {
     const file = join(workDir, 'snapshot.bin');
     const size = 5 * 1024 * 1024 + 123;
