@@ -91,6 +91,27 @@ describe('resolveConfig', () => {
     expect(config.fileUpload.storageConnectionString).toBe('AccountName=a;AccountKey=a2V5');
   });
 
+  it('has the provisioning service on by default on the hub host, and takes its scope and host from env and file', () => {
+    expect(resolveConfig({ hostName: 'hub.example' }, { env: {} }).dps).toEqual({
+      enabled: true,
+      host: 'hub.example',
+      idScope: undefined,
+    });
+    const dir = tempDir();
+    const file = join(dir, 'fieldhub.json');
+    writeFileSync(file, JSON.stringify({ dps: { idScope: '0neFROMFILE', enabled: false } }));
+    const config = resolveConfig(
+      {},
+      { env: { FIELDHUB_DPS_HOST: 'dps.example', FIELDHUB_DPS_ID_SCOPE: '0neFROMENV' }, configFile: file },
+    );
+    expect(config.dps).toEqual({ enabled: false, host: 'dps.example', idScope: '0neFROMENV' });
+    expect(() => resolveConfig({ dps: { idScope: 'not a scope' } }, { env: {} })).toThrow(/dps.idScope/);
+    expect(() => resolveConfig({ dps: { host: 'a/b' } }, { env: {} })).toThrow(/dps.host/);
+    expect(() => resolveConfig({ fileUpload: { containerName: 'enrollments' } }, { env: {} })).toThrow(
+      /path the hub serves/,
+    );
+  });
+
   it('rejects file upload settings out of range, naming the field', () => {
     expect(() => resolveConfig({ fileUpload: { containerName: 'Bad_Name' } }, { env: {} })).toThrow(
       /fileUpload.containerName/,
