@@ -4,6 +4,7 @@ import { addCloudToDeviceCommands } from './commands/c2d';
 import { addCaCommands } from './commands/ca';
 import { addCertCommands } from './commands/cert';
 import { addDeviceCommands } from './commands/device';
+import { addDpsCommands } from './commands/dps';
 import { addFileCommands } from './commands/files';
 import { addHubCommands } from './commands/hub-start';
 import { addMethodCommands } from './commands/method';
@@ -29,6 +30,7 @@ export function createProgram(): Command {
   addCertCommands(program);
   addCaCommands(program);
   addSasCommands(program);
+  addDpsCommands(program);
   return program;
 }
 
