@@ -115,6 +115,21 @@ describe('allocation', () => {
     }
   });
 
+  it('keeps the first identity when the registration id comes back in another case', async () => {
+    const test = await hub();
+    const { dps, registry } = test.hub.core;
+    const group = await dps.enrollments.putGroup('cases', { attestation: { type: 'symmetricKey' } });
+    const groupKey = group.attestation.symmetricKey?.primaryKey ?? '';
+    await register(dps, 'Mixed-Case', await sasProof(dps, 'Mixed-Case', deriveDeviceKey(groupKey, 'Mixed-Case')));
+    const again = await register(
+      dps,
+      'mixed-case',
+      await sasProof(dps, 'mixed-case', deriveDeviceKey(groupKey, 'mixed-case')),
+    );
+    expect(again.body.registrationState).toMatchObject({ registrationId: 'Mixed-Case', deviceId: 'Mixed-Case' });
+    expect(await registry.getDeviceRecord('mixed-case')).toBeUndefined();
+  });
+
   it('gives a registration whose device was deleted by hand a new identity', async () => {
     const test = await hub();
     const { dps, registry } = test.hub.core;

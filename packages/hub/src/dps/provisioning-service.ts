@@ -407,10 +407,16 @@ export class ProvisioningService implements DpsService {
       };
       return { status: 'disabled', registrationState: state };
     }
-    const deviceId = ('deviceId' in enrollment ? enrollment.deviceId : undefined) ?? registrationId;
-    const authentication = this.deviceAuthentication(enrollment, registration);
     const { registry, twins } = this.dependencies;
     const previous = await this.registrations.get(registrationId);
+    // Registration ids compare without case, device ids with: a device registering as `Dev1` after `dev1` keeps
+    // the identity it got first.
+    const sameRegistration = previous?.deviceId.toLowerCase() === registrationId.toLowerCase();
+    const deviceId =
+      ('deviceId' in enrollment ? enrollment.deviceId : undefined) ??
+      (sameRegistration ? previous?.deviceId : undefined) ??
+      registrationId;
+    const authentication = this.deviceAuthentication(enrollment, registration);
     const known = previous !== undefined && previous.deviceId === deviceId && previous.status === 'assigned';
     const device = await registry.getDeviceRecord(deviceId);
     let substatus: string;
