@@ -107,3 +107,18 @@ describe('core.dps with symmetric keys', () => {
     }
   });
 });
+
+describe('dps.enabled: false', () => {
+  it('writes dps: null to hub.json, refuses registrations and answers 404 on the service API', async () => {
+    const test = await startTestHub({ dps: { enabled: false } });
+    hubs.push(test);
+    expect(test.info.dps).toBeNull();
+    const { dps } = test.hub.core;
+    const enrollment = await dps.enrollments.putIndividual('off', { attestation: { type: 'symmetricKey' } });
+    const token = await registrationToken(dps, 'off', enrollment.attestation.symmetricKey?.primaryKey ?? '');
+    await expect(dps.authenticate(dps.idScope, 'off', { kind: 'sas', token })).rejects.toMatchObject({ status: 401 });
+    const response = await test.request('GET', '/enrollments/off');
+    expect(response.status).toBe(404);
+    expect(response.json).toMatchObject({ errorCode: 404000 });
+  });
+});
