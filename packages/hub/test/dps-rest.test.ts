@@ -230,6 +230,46 @@ describe('provisioning service API: enrollment groups', () => {
   });
 });
 
+describe('provisioning service API: what azure-iot-provisioning-service sends', () => {
+  it('takes its token (se in milliseconds, as fromConnectionString signs it), bare If-Match and api-version 2018-04-01', async () => {
+    const parsed = parseConnectionString(test.info.dps?.serviceConnectionString ?? '');
+    // azure-iot-common's SharedAccessSignature.create(host, name, key, Date.now()): the expiry is milliseconds.
+    const authorization = await createSasToken({
+      resourceUri: parsed.hostName,
+      key: parsed.sharedAccessKey ?? '',
+      keyName: parsed.sharedAccessKeyName ?? '',
+      expiresAt: Date.now(),
+    });
+    const sdk = (method: string, path: string, body?: unknown, headers: Record<string, string> = {}) =>
+      test.request(method, `${path}?api-version=2018-04-01`, {
+        apiVersion: false,
+        ...(body === undefined ? {} : { body }),
+        headers: { authorization, accept: 'application/json', ...headers },
+      });
+    const created = await sdk('PUT', '/enrollmentGroups/sdk-group', {
+      enrollmentGroupId: 'sdk-group',
+      attestation: { type: 'symmetricKey' },
+    });
+    expect(created.status).toBe(200);
+    const { etag } = created.json as Json;
+    // The SDK sends the enrollment's etag as If-Match, unquoted.
+    const updated = await sdk(
+      'PUT',
+      '/enrollmentGroups/sdk-group',
+      { ...(created.json as Json), provisioningStatus: 'disabled' },
+      { 'If-Match': etag },
+    );
+    expect(updated.status).toBe(200);
+    const page = await sdk('POST', '/enrollmentGroups/query', { query: '*' }, { 'x-ms-max-item-count': '10' });
+    expect(page.status).toBe(200);
+    expect((page.json as Json[]).some((item) => item.enrollmentGroupId === 'sdk-group')).toBe(true);
+    expect(
+      (await sdk('DELETE', '/enrollmentGroups/sdk-group', undefined, { 'If-Match': (updated.json as Json).etag }))
+        .status,
+    ).toBe(204);
+  });
+});
+
 describe('provisioning service API: authorization', () => {
   it('accepts the DPS policy and the hub owner, refuses others with 401 in DPS shape', async () => {
     expect((await test.request('GET', '/enrollments/query-nothing', { policy: 'iothubowner' })).status).toBe(404);
