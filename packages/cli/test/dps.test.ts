@@ -390,6 +390,10 @@ describe('fieldhub dps', () => {
     expectFailure(await dps('enrollment', 'create', '--group', 'g', '--primary-key', 'A'.repeat(16)), '400004');
     expectFailure(await dps('derive-key', '--registration-id', 'r'), 'give --group-key <key> or --group <name>');
     expectFailure(
+      await run(['dps', 'derive-key', '--registration-id', 'r', '--group-key', 'AAAA', '--secondary']),
+      '--secondary needs --group',
+    );
+    expectFailure(
       await run(['dps', 'derive-key', '--registration-id', 'r', '--group-key', '!!!']),
       'groupKey must be base64',
     );
@@ -406,6 +410,7 @@ describe('fieldhub dps', () => {
     const { dps: _dps, ...rest } = hub.info;
     writeFileSync(join(noDps, 'hub.json'), JSON.stringify({ ...rest, dps: null }));
     expectFailure(await run(['dps', 'enrollment', 'list', '--data-dir', noDps]), 'runs no provisioning service');
+    expectFailure(await run(['dps', 'info', '--data-dir', noDps]), 'runs no provisioning service');
 
     // A wrong provisioning service key is refused by the service.
     const wrong = `HostName=localhost:${hub.info.ports.https};SharedAccessKeyName=provisioningserviceowner;SharedAccessKey=${Buffer.alloc(32, 1).toString('base64')}`;

@@ -184,28 +184,28 @@ export function addDpsCommands(program: Command): void {
     .command('dps')
     .description('the Device Provisioning Service: enrollments, registrations, group key derivation');
 
-  addDpsConnectionOptions(
-    dps
-      .command('info')
-      .description('print where devices register: provisioning host, ID scope, ports')
-      .option('--json', 'print hub.json dps section without its connection string'),
-  ).action(async (options: DpsConnectionOptions & JsonOption) => {
-    const dpsJson = await readDpsHubJson(options.dataDir ?? defaultDataDir);
-    const { serviceConnectionString: _secret, ...info } = dpsJson;
-    if (options.json) {
-      writeJson(info);
-      return;
-    }
-    write(
-      fields([
-        ['provisioning host', info.host],
-        ['ID scope', info.idScope],
-        ['HTTPS port', String(info.ports.https)],
-        ['MQTT port', info.ports.mqtt === null ? '-' : String(info.ports.mqtt)],
-        ['AMQP port', info.ports.amqp === null ? '-' : String(info.ports.amqp)],
-      ]),
-    );
-  });
+  dps
+    .command('info')
+    .description("print where devices register (hub.json's dps section): provisioning host, ID scope, ports")
+    .option('--data-dir <dir>', `the local hub's data directory, holding hub.json (default ${defaultDataDir})`)
+    .option('--json', 'print { host, idScope, ports } (without the connection string)')
+    .action(async (options: { dataDir?: string } & JsonOption) => {
+      const dpsJson = await readDpsHubJson(options.dataDir ?? defaultDataDir);
+      const { serviceConnectionString: _secret, ...info } = dpsJson;
+      if (options.json) {
+        writeJson(info);
+        return;
+      }
+      write(
+        fields([
+          ['provisioning host', info.host],
+          ['ID scope', info.idScope],
+          ['HTTPS port', String(info.ports.https)],
+          ['MQTT port', info.ports.mqtt === null ? '-' : String(info.ports.mqtt)],
+          ['AMQP port', info.ports.amqp === null ? '-' : String(info.ports.amqp)],
+        ]),
+      );
+    });
 
   addEnrollmentCommands(dps);
   addRegistrationCommands(dps);
@@ -230,6 +230,7 @@ export function addDpsCommands(program: Command): void {
       if ((options.groupKey === undefined) === (options.group === undefined)) {
         throw new ArgumentError('give --group-key <key> or --group <name>, one of them');
       }
+      if (options.secondary && options.group === undefined) throw new ArgumentError('--secondary needs --group');
       validateRegistrationId(options.registrationId);
       let groupKey = options.groupKey;
       if (options.group !== undefined) {
