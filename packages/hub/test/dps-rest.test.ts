@@ -227,6 +227,12 @@ describe('provisioning service API: enrollment groups', () => {
       attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'x' } } } },
     });
     expectDpsError(clientCertificates, 400, 400004);
+    const unknownCa = await dps('PUT', '/enrollmentGroups/typo-group', {
+      attestation: { type: 'x509', x509: { caReferences: { primary: 'no-such-ca' } } },
+    });
+    expectDpsError(unknownCa, 400, 400004);
+    expect((unknownCa.json as Json).message).toContain('no-such-ca');
+    expectDpsError(await dps('GET', '/enrollmentGroups/typo-group'), 404, 404000);
   });
 });
 

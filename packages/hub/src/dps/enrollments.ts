@@ -499,6 +499,13 @@ function notFound(what: string, id: string): HubError {
   return new HubError('ResourceNotFound', `${what} '${id}' does not exist`);
 }
 
+/** `value[key]` when `value` is a JSON object, else undefined. */
+function member(value: unknown, key: string): unknown {
+  return typeof value === 'object' && value !== null && !Array.isArray(value)
+    ? (value as Record<string, unknown>)[key]
+    : undefined;
+}
+
 function preconditionFailed(what: string, id: string): HubError {
   return new HubError('PreconditionFailed', `The etag of ${what} '${id}' does not match If-Match`);
 }
@@ -516,7 +523,14 @@ export interface EnrollmentPage<T> {
 
 /** Individual enrollments and enrollment groups in the store. Every read goes to the store (no cache). */
 export class EnrollmentStore {
-  constructor(private readonly ctx: CoreContext) {}
+  /**
+   * @param caExists whether the hub's CA store holds a CA of that name: a group naming an unknown CA
+   * (`caReferences`) is refused, as no device could ever register through it. Omitted: not checked.
+   */
+  constructor(
+    private readonly ctx: CoreContext,
+    private readonly caExists?: (name: string) => Promise<boolean>,
+  ) {}
 
   /** The individual enrollment of a registration id (any case), or `undefined`. */
   async getIndividual(registrationId: string): Promise<IndividualEnrollment | undefined> {
@@ -553,9 +567,24 @@ export class EnrollmentStore {
    */
   async putGroup(enrollmentGroupId: string, body: unknown, ifMatch?: string): Promise<EnrollmentGroup> {
     validateEnrollmentGroupId(enrollmentGroupId);
+    await this.checkCaReferences(body);
     return this.put(groupCollection, 'Enrollment group', enrollmentGroupId, ifMatch, (previous, now) =>
       parseEnrollmentGroup(enrollmentGroupId, body, this.ctx.hostName, previous as EnrollmentGroup | undefined, now),
     );
+  }
+
+  /** @throws ArgumentError (400) when the body's `attestation.x509.caReferences` names a CA the hub does not hold. */
+  private async checkCaReferences(body: unknown): Promise<void> {
+    if (this.caExists === undefined) return;
+    const references = member(member(member(body, 'attestation'), 'x509'), 'caReferences');
+    for (const key of ['primary', 'secondary'] as const) {
+      const name = member(references, key);
+      if (typeof name !== 'string' || name === '') continue;
+      if (!(await this.caExists(name))) {
+        const field = `attestation.x509.caReferences.${key}`;
+        throw new ArgumentError(`${field} names no CA certificate of the hub: '${name}'`, { field });
+      }
+    }
   }
 
   /**

@@ -126,7 +126,12 @@ export class ProvisioningService implements DpsService {
     this.idScope = settings.idScope;
     this.hostName = settings.hostName;
     this.enabled = settings.enabled ?? true;
-    this.enrollments = new EnrollmentStore(ctx);
+    this.enrollments = new EnrollmentStore(ctx, (name) =>
+      dependencies.certificateAuthorities.get(name).then(
+        () => true,
+        () => false,
+      ),
+    );
     this.registrations = new RegistrationStates(ctx);
     this.policies = new DpsServicePolicies(ctx, settings.hostName);
   }
