@@ -106,6 +106,7 @@ function summary(info: HubInfo, dataDir: string): string {
     `  AMQP                       ${info.ports.amqp === null ? 'not served by this build yet' : `amqps://${info.hostName}:${info.ports.amqp}`}`,
     `  AMQP over WebSockets       ${info.ports.amqp === null ? 'not served by this build yet' : `wss://${https}/$iothub/websocket`}`,
     `  file uploads               ${info.fileUpload.storageConnectionString === null ? `external storage, container ${info.fileUpload.containerName}` : `https://${https}/${info.fileUpload.containerName}/<deviceId>/<blobName>`}`,
+    `  provisioning (DPS)         ${info.dps === null ? 'off' : `ID scope ${info.dps.idScope} on ${info.dps.host} (MQTT, HTTPS, AMQP; \`fieldhub dps\`)`}`,
     `  data                       ${dataDir}`,
     `  CA certificate             ${info.caCertificate}`,
     '',
