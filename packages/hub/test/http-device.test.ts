@@ -380,6 +380,31 @@ describe('device telemetry over HTTPS', () => {
     expect(await telemetryOf('bad1')).toEqual([]);
   });
 
+  it('keeps application properties named like Object members (constructor, toString) and ignores such plain headers', async () => {
+    await createDevice('proto1');
+    const response = await call('POST', '/devices/proto1/messages/events', {
+      token: await tokenFor('proto1'),
+      body: 'x',
+      headers: {
+        'iothub-app-constructor': 'c',
+        'iothub-app-toString': 't',
+        constructor: 'ignored',
+        valueof: 'ignored',
+      },
+    });
+    expect(response.status, response.body.toString()).toBe(204);
+    const batch = await call('POST', '/devices/proto1/messages/events', {
+      token: await tokenFor('proto1'),
+      body: JSON.stringify([{ body: 'eQ==', properties: { 'iothub-app-hasOwnProperty': 'h', toString: 'ignored' } }]),
+      headers: { 'content-type': 'application/vnd.microsoft.iothub.json' },
+    });
+    expect(batch.status, batch.body.toString()).toBe(204);
+    const [single, fromBatch] = await telemetryOf('proto1');
+    expect(single?.properties).toEqual({ constructor: 'c', toString: 't' });
+    expect(fromBatch?.properties).toEqual({ hasOwnProperty: 'h' });
+    expect(Object.keys(single?.systemProperties ?? {}).filter((name) => name.includes('function'))).toEqual([]);
+  });
+
   it('refuses a message over 256 KB with 413 MessageTooLarge: body alone, with its properties, and a batch', async () => {
     const token = await tokenFor('bad1');
     const tooBig = await call('POST', '/devices/bad1/messages/events', { token, body: Buffer.alloc(256 * 1024 + 1) });

@@ -79,7 +79,8 @@ class PropertyCollector {
       this.application(name.slice(appPrefix.length), value);
       return;
     }
-    const systemName = systemHeaders[lower];
+    // Own keys only: a header named `constructor` must not find Object.prototype's member.
+    const systemName = Object.hasOwn(systemHeaders, lower) ? systemHeaders[lower] : undefined;
     if (systemName === undefined) return;
     this.once(lower);
     if (systemName === 'expiryTimeUtc') {
@@ -109,7 +110,10 @@ class PropertyCollector {
     }
     this.once(`${appPrefix}${name.toLowerCase()}`);
     // A system property in disguise (a creation time holds ':'), not held to the application charset.
-    const systemName = systemApplicationProperties[name.toLowerCase()];
+    const lowerName = name.toLowerCase();
+    const systemName = Object.hasOwn(systemApplicationProperties, lowerName)
+      ? systemApplicationProperties[lowerName]
+      : undefined;
     if (systemName !== undefined) {
       this.system[systemName] = value as never;
       return;
