@@ -6,7 +6,13 @@ import { Registry } from '../core/registry';
 import { createTestCore, type TestCore } from '../core/telemetry-test-support';
 import { Twins } from '../core/twins';
 import type { DpsAnswer, DpsPrincipal } from './contract';
-import { operationTtlMs, ProvisioningService, resolveIdScope } from './provisioning-service';
+import {
+  maxAssigningPerRegistration,
+  maxOperationsPerRegistration,
+  operationTtlMs,
+  ProvisioningService,
+  resolveIdScope,
+} from './provisioning-service';
 
 let core: TestCore;
 let dps: ProvisioningService;
@@ -147,6 +153,28 @@ describe('operations', () => {
     await expect(dps.operationStatus(other, started.body.operationId)).rejects.toMatchObject({ status: 404 });
     core.advance(operationTtlMs + 1);
     await expect(dps.operationStatus(principal, started.body.operationId)).rejects.toMatchObject({ status: 404 });
+  });
+
+  it('refuses 429 a registration id with too many registrations assigning, and keeps only its newest operations', async () => {
+    const { attestation } = await dps.enrollments.putIndividual('loop', { attestation: { type: 'symmetricKey' } });
+    const key = attestation.symmetricKey?.primaryKey ?? '';
+    const principal = await dps.authenticate('0ne0000ABCD', 'loop', { kind: 'sas', token: await token('loop', key) });
+    const burst = await Promise.allSettled(
+      Array.from({ length: maxAssigningPerRegistration + 1 }, () => dps.register(principal)),
+    );
+    expect(burst.filter((result) => result.status === 'fulfilled')).toHaveLength(maxAssigningPerRegistration);
+    expect(burst.at(-1)).toMatchObject({ status: 'rejected', reason: { status: 429 } });
+    await dps.stop();
+    const first = burst[0]?.status === 'fulfilled' ? burst[0].value : undefined;
+    let last: DpsAnswer | undefined;
+    for (let i = 0; i < maxOperationsPerRegistration; i++) {
+      last = await dps.register(principal);
+      await dps.stop();
+    }
+    await expect(dps.operationStatus(principal, String(first?.body.operationId))).rejects.toMatchObject({
+      status: 404,
+    });
+    expect(await dps.operationStatus(principal, String(last?.body.operationId))).toMatchObject({ status: 200 });
   });
 
   it('refuses a principal it did not authenticate', async () => {

@@ -41,6 +41,14 @@ import { DpsServicePolicies } from './service-policies';
 
 /** How long a finished operation can still be polled. */
 export const operationTtlMs = 30 * 60 * 1000;
+/**
+ * Registrations of one registration id still assigning; one more is refused 429 (as DPS throttles a device that
+ * registers in a loop): each waits its turn behind the others, so without a bound a client could queue work and
+ * memory without end (HTTPS has no connection to bound it, MQTT bounds its own to 16 as well).
+ */
+export const maxAssigningPerRegistration = 16;
+/** Finished operations kept per registration id for polling; the oldest go first beyond this. */
+export const maxOperationsPerRegistration = 64;
 /** The `retry-after` DPS answers with 202 (seconds). */
 export const retryAfterSeconds = 1;
 
@@ -115,6 +123,8 @@ export class ProvisioningService implements DpsService {
   /** The `provisioningserviceowner` policy of the service API. */
   readonly policies: DpsServicePolicies;
   private readonly operations = new Map<string, Operation>();
+  /** Operation ids by registration key, oldest first (bounds {@link operations} per registration). */
+  private readonly operationIds = new Map<string, string[]>();
   private readonly turns = new Map<string, Promise<unknown>>();
   private readonly pending = new Set<Promise<unknown>>();
 
@@ -161,18 +171,37 @@ export class ProvisioningService implements DpsService {
    * Starts a registration: answers 202 `assigning` at once; the assignment runs in the background (one at a time
    * per registration id) and its result is what {@link operationStatus} answers.
    * @throws AuthenticationError (401002) for a principal this service did not authenticate.
+   * @throws HubError ThrottlingException (429) with {@link maxAssigningPerRegistration} registrations of this
+   * registration id still assigning.
    */
   async register(principal: DpsPrincipal, options: DpsRegisterOptions = {}): Promise<DpsAnswer> {
     const registration = this.checkPrincipal(principal);
     this.sweep();
+    const registrationKey = registration.registrationId.toLowerCase();
+    const ids = this.operationIds.get(registrationKey) ?? [];
+    const assigning = ids.filter((id) => this.operations.get(id)?.answer === undefined).length;
+    if (assigning >= maxAssigningPerRegistration) {
+      throw new HubError(
+        'ThrottlingException',
+        `Too many registrations of '${registration.registrationId}' in progress; retry later`,
+      );
+    }
+    while (ids.length >= maxOperationsPerRegistration) {
+      const index = ids.findIndex((id) => this.operations.get(id)?.answer !== undefined);
+      if (index < 0) break;
+      const [oldest] = ids.splice(index, 1);
+      if (oldest !== undefined) this.operations.delete(oldest);
+    }
     const operationId = `4.${randomBytes(8).toString('hex')}.${randomUUID()}`;
     const operation: Operation = {
       operationId,
-      registrationKey: registration.registrationId.toLowerCase(),
+      registrationKey,
       answer: undefined,
       expiresAt: this.ctx.now() + operationTtlMs,
     };
     this.operations.set(operationId, operation);
+    ids.push(operationId);
+    this.operationIds.set(registrationKey, ids);
     const work = this.serialised(operation.registrationKey, () => this.assign(registration, options))
       .then(
         (outcome) => {
@@ -527,7 +556,12 @@ export class ProvisioningService implements DpsService {
   private sweep(): void {
     const now = this.ctx.now();
     for (const [id, operation] of this.operations) {
-      if (operation.answer !== undefined && operation.expiresAt <= now) this.operations.delete(id);
+      if (operation.answer === undefined || operation.expiresAt > now) continue;
+      this.operations.delete(id);
+      const ids = this.operationIds.get(operation.registrationKey);
+      const index = ids?.indexOf(id) ?? -1;
+      if (ids && index >= 0) ids.splice(index, 1);
+      if (ids?.length === 0) this.operationIds.delete(operation.registrationKey);
     }
   }
 }
