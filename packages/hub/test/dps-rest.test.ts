@@ -125,6 +125,13 @@ describe('provisioning service API: individual enrollments', () => {
       ['short key', { attestation: { type: 'symmetricKey', symmetricKey: { primaryKey: 'AAAA' } } }],
       ['bad status', { attestation: { type: 'symmetricKey' }, provisioningStatus: 'paused' }],
       ['bad twin', { attestation: { type: 'symmetricKey' }, initialTwin: { tags: 5 } }],
+      // Twin rules are checked when the enrollment is stored, not at each device's registration (which would fail).
+      ['twin key with a dot', { attestation: { type: 'symmetricKey' }, initialTwin: { tags: { 'a.b': 1 } } }],
+      [
+        'twin key with a $',
+        { attestation: { type: 'symmetricKey' }, initialTwin: { properties: { desired: { $x: 1 } } } },
+      ],
+      ['twin null', { attestation: { type: 'symmetricKey' }, initialTwin: { properties: { desired: { a: null } } } }],
       [
         'not a certificate',
         { attestation: { type: 'x509', x509: { clientCertificates: { primary: { certificate: 'nope' } } } } },

@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { type CertificateInfo, parseCertificate } from '@fieldhub/auth';
-import { ArgumentError, HubError, validateRegistrationId } from '@fieldhub/protocol';
+import { ArgumentError, HubError, validateRegistrationId, validateTwinSection } from '@fieldhub/protocol';
 import type { CoreContext } from '../core/context';
 import { newIdentityEtag } from '../core/registry-records';
 import { RevisionConflict, type StoredDocument } from '../store/store';
@@ -296,6 +296,8 @@ function parseInitialTwin(value: unknown): InitialTwin | undefined {
   const tags = optional(value, 'tags');
   if (tags !== undefined) {
     if (!isObject(tags)) throw new ArgumentError('initialTwin.tags must be an object', { field: 'initialTwin.tags' });
+    // Checked now, as Azure does: a twin the registry refuses would fail every registration of the enrollment.
+    validateTwinSection(tags, { kind: 'tags' });
     twin.tags = tags;
   }
   const properties = optional(value, 'properties');
@@ -312,6 +314,7 @@ function parseInitialTwin(value: unknown): InitialTwin | undefined {
       }
       // `$metadata` / `$version` that a GET answered may come back on a PUT: they are not the device's data.
       const { $metadata: _m, $version: _v, ...clean } = desired;
+      validateTwinSection(clean, { kind: 'desired' });
       twin.properties = { desired: clean };
     }
   }
@@ -420,7 +423,8 @@ export function validateEnrollmentGroupId(id: string): void {
 
 /**
  * Reads the body of `PUT /enrollments/{id}`.
- * @throws ArgumentError (400) for a bad body; the id in the body, when given, must equal the path's.
+ * @throws ArgumentError (400) for a bad body; the id in the body, when given, must equal the path's;
+ * HubError MessageTooLarge (413) for an initial twin over Azure's size limit.
  */
 export function parseIndividualEnrollment(
   registrationId: string,
@@ -451,7 +455,8 @@ export function parseIndividualEnrollment(
 
 /**
  * Reads the body of `PUT /enrollmentGroups/{id}`.
- * @throws ArgumentError (400) for a bad body; the id in the body, when given, must equal the path's.
+ * @throws ArgumentError (400) for a bad body; the id in the body, when given, must equal the path's;
+ * HubError MessageTooLarge (413) for an initial twin over Azure's size limit.
  */
 export function parseEnrollmentGroup(
   enrollmentGroupId: string,
