@@ -1,7 +1,12 @@
 import { randomBytes, randomUUID } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { globalAgent, request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { AnonymousCredential, BlockBlobClient, newPipeline, type StoragePipelineOptions } from '@azure/storage-blob';
 import { createSasToken } from '@fieldhub/auth';
+import pino from 'pino';
 import {
   Connection,
   type Delivery,
@@ -14,6 +19,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createBlobSas } from '../src/blob/blob-sas';
 import { parseStorageConnectionString } from '../src/blob/storage-account';
 import type { FileNotification } from '../src/core/file-uploads';
+import { createHub } from '../src/index';
 import { startTestHub, type TestHub } from './helpers/test-hub';
 
 // File upload against the in-process hub over real TLS: the device's HTTPS calls (SAS URI, notification), the
@@ -615,5 +621,57 @@ describe('file upload to an external Blob-compatible store', () => {
     // The bytes are in hub B's store.
     const stored = storageHub.hub;
     expect(stored.info?.fileUpload.containerName).toBe('fieldhub-uploads');
+  });
+});
+
+describe('blob endpoint logs', () => {
+  it('never logs the SAS signature of a refused blob request', async () => {
+    const lines: string[] = [];
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, done) {
+        lines.push(chunk.toString('utf8'));
+        done();
+      },
+    });
+    const dataDir = mkdtempSync(join(tmpdir(), 'fieldhub-blob-logs-'));
+    const hub = createHub(
+      { hostName: 'localhost', bind: '127.0.0.1', logLevel: 'debug', dataDir, ports: { mqtt: 0, amqp: 0, https: 0 } },
+      { logger: pino({ level: 'debug' }, sink) },
+    );
+    try {
+      const info = await hub.start();
+      const ca = readFileSync(info.caCertificate, 'utf8');
+      const account = parseStorageConnectionString(info.fileUpload.storageConnectionString ?? '');
+      const readOnly = createBlobSas({
+        ...account,
+        containerName: info.fileUpload.containerName,
+        blobName: 'dev/secret.txt',
+        permissions: 'r',
+        expiresOn: new Date(Date.now() + 60_000),
+      });
+      const url = `https://127.0.0.1:${info.ports.https}/${info.fileUpload.containerName}/dev/secret.txt?${readOnly}`;
+      // Its own agent: the file's other hubs have their own CAs.
+      const code = await new Promise<unknown>((resolve, reject) => {
+        const request = httpsRequest(
+          url,
+          { method: 'PUT', ca, agent: false, headers: { 'x-ms-blob-type': 'BlockBlob', 'content-length': '1' } },
+          (response) => {
+            response.resume();
+            response.on('end', () => resolve(response.headers['x-ms-error-code']));
+          },
+        );
+        request.on('error', reject);
+        request.end('x');
+      });
+      expect(code).toBe('AuthorizationPermissionMismatch');
+      const signature = new URLSearchParams(readOnly).get('sig') ?? '';
+      const logged = lines.join('');
+      expect(logged).toContain('dev/secret.txt');
+      expect(logged).not.toContain(encodeURIComponent(signature));
+      expect(logged).not.toContain(signature);
+    } finally {
+      await hub.stop();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
   });
 });

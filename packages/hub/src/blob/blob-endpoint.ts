@@ -61,8 +61,10 @@ export function registerBlobEndpoint(app: FastifyInstance, options: BlobEndpoint
               'InternalError',
               'Server encountered an internal error. Please try again after some time.',
             );
-      if (error.status >= 500) options.logger.error({ err: raw, url: request.url }, 'blob request failed');
-      else options.logger.debug({ code: error.code, url: request.url, reason: raw.message }, 'blob request refused');
+      // The path only: the query holds the SAS, a credential.
+      const url = request.url.split('?')[0];
+      if (error.status >= 500) options.logger.error({ err: raw, url }, 'blob request failed');
+      else options.logger.debug({ code: error.code, url, reason: raw.message }, 'blob request refused');
       // The body may be unread (a refusal before streaming): drain it so the connection stays usable.
       if (!request.raw.readableEnded) request.raw.resume();
       const requestId = String(reply.getHeader('x-ms-request-id') ?? randomUUID());
