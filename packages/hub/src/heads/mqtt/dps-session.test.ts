@@ -1,3 +1,4 @@
+import { HubError } from '@fieldhub/protocol';
 import type { IConnectPacket, IPublishPacket, Packet } from 'mqtt-packet';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -103,6 +104,21 @@ describe('DpsSession', () => {
     service.release();
     await new Promise((resolve) => setImmediate(resolve));
     expect(published.at(-1)?.topic).toBe('$dps/registrations/res/202/?$rid=100&retry-after=2');
+  });
+
+  it('answers a 429 of the service with retry-after, as its own', async () => {
+    const { session, published } = fakeSession();
+    const service: DpsService = {
+      ...pendingService(),
+      register: async () => {
+        throw new HubError('ThrottlingException', 'Too many registrations in progress');
+      },
+    };
+    const dps = new DpsSession(session, service, principal);
+    dps.subscribe({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: '$dps/registrations/res/#', qos: 1 }] });
+    dps.publish(registerPacket(7));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(published[0]?.topic).toBe('$dps/registrations/res/429/?$rid=7&retry-after=1');
   });
 
   it('closes the connection on a device topic and answers nothing before the subscription', async () => {

@@ -281,7 +281,9 @@ export class DpsSession {
     } else {
       this.session.logger.debug({ ...this.session.describe(), code: hubError.code }, hubError.message);
     }
-    this.answer(rid, hubError.status, JSON.stringify(dpsErrorBody(hubError)), retryAfterSeconds);
+    // DPS tells a throttled device when to come back, whichever part of the service throttled it.
+    const retryAfter = retryAfterSeconds ?? (hubError.status === 429 ? 1 : undefined);
+    this.answer(rid, hubError.status, JSON.stringify(dpsErrorBody(hubError)), retryAfter);
   }
 
   private answer(rid: string, status: number, body: string, retryAfterSeconds: number | undefined): void {
