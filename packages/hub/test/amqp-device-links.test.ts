@@ -311,7 +311,8 @@ describe('AMQP device links', () => {
       to: '/devices/tele1/messages/events',
       content_type: 'application/json',
       content_encoding: 'utf-8',
-      application_properties: { alert: 'high temp', n: 1 },
+      // `constructor`: an application property like any other, not Object.prototype's member.
+      application_properties: { alert: 'high temp', n: 1, constructor: 'c' },
       message_annotations: { 'iothub-interface-id': 'dtmi:example:Thermostat;1', 'dt-subject': 'thermostat1' },
       body: dataBody('{"temperature":21.5}'),
     });
@@ -324,7 +325,7 @@ describe('AMQP device links', () => {
     expect(event?.correlationId).toBe('cid-1');
     expect(event?.contentType).toBe('application/json');
     expect(event?.contentEncoding).toBe('utf-8');
-    expect(event?.properties).toEqual({ alert: 'high temp', n: '1' });
+    expect(event?.properties).toEqual({ alert: 'high temp', n: '1', constructor: 'c' });
     expect(event?.systemProperties['iothub-connection-device-id']).toBe('tele1');
     expect(String(event?.systemProperties['iothub-connection-auth-method'])).toContain('"type":"sas"');
     expect(event?.systemProperties['iothub-connection-auth-generation-id']).toEqual(expect.any(String));

@@ -85,13 +85,18 @@ export function telemetryInput(message: Message, identity: SessionIdentity): End
       };
     }
     if (text === null) continue;
-    const systemName = systemApplicationProperties[name.toLowerCase()];
+    // Own keys only: a property named `constructor` must not find Object.prototype's member.
+    const lower = name.toLowerCase();
+    const systemName = Object.hasOwn(systemApplicationProperties, lower)
+      ? systemApplicationProperties[lower]
+      : undefined;
     if (systemName !== undefined && systemName !== 'ack') system[systemName] = text;
     else properties[name] = text;
   }
   const annotations = (message.message_annotations ?? {}) as Record<string, unknown>;
   for (const name of Object.keys(annotations)) {
-    const systemName = systemAnnotations[name.toLowerCase()];
+    const lower = name.toLowerCase();
+    const systemName = Object.hasOwn(systemAnnotations, lower) ? systemAnnotations[lower] : undefined;
     const text = systemName === undefined ? undefined : propertyText(annotations[name]);
     if (systemName !== undefined && systemName !== 'ack' && typeof text === 'string') system[systemName] = text;
   }
