@@ -90,8 +90,10 @@ export function createHttpServer(options: HttpServerOptions): { app: FastifyInst
 
   app.setErrorHandler((raw: FastifyError | HubError | Error, request, reply) => {
     const error = toHubError(raw);
-    if (error.status >= 500) request.log.error({ err: raw, url: request.url }, 'request failed');
-    else request.log.debug({ code: error.code, url: request.url }, error.message);
+    // The path only: a query may carry a SAS signature (blob URLs).
+    const path = request.url.split('?')[0];
+    if (error.status >= 500) request.log.error({ err: raw, path }, 'request failed');
+    else request.log.debug({ code: error.code, path }, error.message);
     sendError(reply, error);
   });
 

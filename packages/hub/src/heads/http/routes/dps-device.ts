@@ -31,8 +31,11 @@ export function registerDpsDeviceRoutes(app: FastifyInstance, core: HubCore): vo
     // DPS's error body, not IoT Hub's envelope: the provisioning SDKs read `errorCode` and `message` from it.
     scope.setErrorHandler((raw: Error, request, reply) => {
       const error = toDpsError(raw);
-      if (error.status >= 500) request.log.error({ err: raw, url: request.url }, 'provisioning request failed');
-      else request.log.debug({ code: error.code, url: request.url.split('?')[0] }, error.message);
+      if (error.status >= 500)
+        request.log.error({ err: raw, path: request.url.split('?')[0] }, 'provisioning request failed');
+      else request.log.debug({ code: error.code, path: request.url.split('?')[0] }, error.message);
+      // Throttled: when to try again, as Azure says it (the SDKs otherwise wait their default interval).
+      if (error.status === 429) reply.header('retry-after', '1');
       return reply
         .code(error.status)
         .header('content-type', jsonType)
