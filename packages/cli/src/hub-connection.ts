@@ -244,7 +244,8 @@ export async function connectToHub(options: HubConnectionOptions): Promise<HubCl
   });
 }
 
-function splitHostPort(hostName: string): { host: string; port: number | undefined } {
+/** Splits `host[:port]` of a connection string's `HostName`. @throws ArgumentError for a port outside 1..65535. */
+export function splitHostPort(hostName: string): { host: string; port: number | undefined } {
   const match = /^(.*):(\d{1,5})$/.exec(hostName);
   if (!match) return { host: hostName, port: undefined };
   const port = Number(match[2]);

@@ -17,7 +17,7 @@ import {
   validateRegistrationId,
 } from '@fieldhub/protocol';
 import { type Command, Option } from 'commander';
-import { connectToHub, defaultDataDir, readFlagFile, readHubJson } from '../hub-connection';
+import { connectToHub, defaultDataDir, readFlagFile, readHubJson, splitHostPort } from '../hub-connection';
 import { fields, note, parseJsonFlag, table, write, writeJson } from '../output';
 
 /** The API version the CLI asks for (Azure DPS service API; the hub accepts any). */
@@ -955,14 +955,6 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-function splitHostPort(hostName: string): { host: string; port: number | undefined } {
-  const match = /^(.*):(\d{1,5})$/.exec(hostName);
-  if (!match) return { host: hostName, port: undefined };
-  const port = Number(match[2]);
-  if (port < 1 || port > 65535) throw new ArgumentError(`HostName has a bad port: ${hostName}`, { field: 'HostName' });
-  return { host: match[1] ?? hostName, port };
 }
 
 interface RawResponse {
