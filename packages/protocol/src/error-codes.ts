@@ -90,3 +90,39 @@ export function errorCodeName(code: number): ErrorCodeName | undefined {
 export function errorCodeEntry(name: ErrorCodeName): ErrorCodeEntry {
   return ErrorCodes[name];
 }
+
+/** What an IoT Hub error body says: the error code (a name or the six-digit number) and its text. */
+export interface ErrorEnvelope {
+  code?: string | number;
+  text?: string;
+}
+
+/**
+ * Reads IoT Hub's JSON error body `{"Message": ...}` (protocol-service.md §2.2): the legacy
+ * `"ErrorCode:<Name>;<text>"` form, or a JSON string with a numeric `errorCode`. Anything else gives what it can
+ * (`{}` for a body that is not such JSON); never throws.
+ */
+export function parseErrorEnvelope(body: string): ErrorEnvelope {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return {};
+  }
+  if (typeof parsed !== 'object' || parsed === null) return {};
+  const message = (parsed as { Message?: unknown }).Message;
+  if (typeof message !== 'string') return {};
+  const legacy = /^ErrorCode:([^;]*);?([\s\S]*)$/.exec(message);
+  if (legacy) {
+    const name = legacy[1]?.trim();
+    return { ...(name ? { code: name } : {}), text: legacy[2] ?? '' };
+  }
+  try {
+    const inner = JSON.parse(message) as { errorCode?: unknown; message?: unknown };
+    const result: ErrorEnvelope = { text: typeof inner.message === 'string' ? inner.message : message };
+    if (typeof inner.errorCode === 'number' || typeof inner.errorCode === 'string') result.code = inner.errorCode;
+    return result;
+  } catch {
+    return { text: message };
+  }
+}

@@ -3,7 +3,7 @@
  * `iothub-errorcode` header first, then the code named in Azure's envelope `{"Message":"ErrorCode:<Name>;<text>"}`
  * or the newer `{"Message":"{\"errorCode\":404103,...}"}`, then the HTTP status alone.
  */
-import { type ErrorCodeName, HubError, isErrorCodeName } from '@fieldhub/protocol';
+import { type ErrorCodeName, HubError, isErrorCodeName, parseErrorEnvelope } from '@fieldhub/protocol';
 
 /** The parts of a failed answer the mapping reads. */
 export interface FailedResponse {
@@ -35,7 +35,7 @@ const byStatus: Readonly<Record<number, ErrorCodeName>> = {
  * Unknown code names fall back to the status mapping, keeping the name in the message.
  */
 export function errorFromResponse(response: FailedResponse): HubError {
-  const envelope = parseEnvelope(response.body);
+  const envelope = parseErrorEnvelope(response.body);
   const header = singleHeader(response.headers['iothub-errorcode']);
   const code = header ?? envelope.code;
   const message = envelope.text ?? (response.body.trim() || `HTTP ${response.status}`);
@@ -52,36 +52,4 @@ export function errorFromResponse(response: FailedResponse): HubError {
 function singleHeader(value: string | string[] | undefined): string | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   return text === undefined || text.trim() === '' ? undefined : text.trim();
-}
-
-interface Envelope {
-  code?: string | number;
-  text?: string;
-}
-
-function parseEnvelope(body: string): Envelope {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return {};
-  }
-  if (typeof parsed !== 'object' || parsed === null) return {};
-  const message = (parsed as { Message?: unknown }).Message;
-  if (typeof message !== 'string') return {};
-  // Legacy envelope: "ErrorCode:<Name>;<text>" (§2.2).
-  const legacy = /^ErrorCode:([^;]*);?([\s\S]*)$/.exec(message);
-  if (legacy) {
-    const name = legacy[1]?.trim();
-    return { ...(name ? { code: name } : {}), text: legacy[2] ?? '' };
-  }
-  // Newer envelope: Message is a JSON string with a numeric errorCode.
-  try {
-    const inner = JSON.parse(message) as { errorCode?: unknown; message?: unknown };
-    const result: Envelope = { text: typeof inner.message === 'string' ? inner.message : message };
-    if (typeof inner.errorCode === 'number' || typeof inner.errorCode === 'string') result.code = inner.errorCode;
-    return result;
-  } catch {
-    return { text: message };
-  }
 }

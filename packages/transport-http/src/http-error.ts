@@ -12,6 +12,7 @@ import {
   type ErrorCodeName,
   HubError,
   isErrorCodeName,
+  parseErrorEnvelope,
   ThrottledError,
 } from '@fieldhub/protocol';
 
@@ -66,7 +67,7 @@ const plainCodes: ReadonlySet<ErrorCodeName> = new Set<ErrorCodeName>([
  * ConnectionError (retryable); other 5xx a retryable HubError.
  */
 export function errorFromResponse(response: FailedResponse): HubError {
-  const envelope = parseEnvelope(response.body);
+  const envelope = parseErrorEnvelope(response.body);
   const header = singleHeader(response.headers['iothub-errorcode']);
   const code = header ?? envelope.code;
   const message = envelope.text ?? (response.body.trim().slice(0, 500) || `HTTP ${response.status}`);
@@ -94,38 +95,6 @@ function typed(name: ErrorCodeName, message: string): HubError {
 function singleHeader(value: string | string[] | undefined): string | undefined {
   const text = Array.isArray(value) ? value[0] : value;
   return text === undefined || text.trim() === '' ? undefined : text.trim();
-}
-
-interface Envelope {
-  code?: string | number;
-  text?: string;
-}
-
-function parseEnvelope(body: string): Envelope {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return {};
-  }
-  if (typeof parsed !== 'object' || parsed === null) return {};
-  const message = (parsed as { Message?: unknown }).Message;
-  if (typeof message !== 'string') return {};
-  // Legacy envelope: "ErrorCode:<Name>;<text>" (protocol-service.md §2.2).
-  const legacy = /^ErrorCode:([^;]*);?([\s\S]*)$/.exec(message);
-  if (legacy) {
-    const name = legacy[1]?.trim();
-    return { ...(name ? { code: name } : {}), text: legacy[2] ?? '' };
-  }
-  // Newer envelope: Message is a JSON string with a numeric errorCode.
-  try {
-    const inner = JSON.parse(message) as { errorCode?: unknown; message?: unknown };
-    const result: Envelope = { text: typeof inner.message === 'string' ? inner.message : message };
-    if (typeof inner.errorCode === 'number' || typeof inner.errorCode === 'string') result.code = inner.errorCode;
-    return result;
-  } catch {
-    return { text: message };
-  }
 }
 
 // undici's codes for a request that reached no answer in time.
