@@ -220,3 +220,36 @@ export function formatConnectionString(cs: ConnectionString): string {
   if (cs.hostName === undefined) throw new ArgumentError('HostName is required', { field: 'HostName' });
   return parts.join(';');
 }
+
+/**
+ * Splits `host`, `host:port`, `[v6]` or `[v6]:port`. Connection strings may carry a port in `HostName`
+ * (`localhost:8443`).
+ *
+ * @throws ArgumentError (field `hostName`) when the text is empty or the port is not 1..65535.
+ */
+export function splitHostPort(text: string): { host: string; port?: number } {
+  let host = text;
+  let portText: string | undefined;
+  if (text.startsWith('[')) {
+    const close = text.indexOf(']');
+    if (close < 0) throw new ArgumentError(`host name '${text}' has an unclosed '['`, { field: 'hostName' });
+    host = text.slice(1, close);
+    const rest = text.slice(close + 1);
+    if (rest.startsWith(':')) portText = rest.slice(1);
+    else if (rest !== '') throw new ArgumentError(`host name '${text}' is malformed`, { field: 'hostName' });
+  } else {
+    const colon = text.lastIndexOf(':');
+    // A bare IPv6 address has several colons and no port.
+    if (colon >= 0 && text.indexOf(':') === colon) {
+      host = text.slice(0, colon);
+      portText = text.slice(colon + 1);
+    }
+  }
+  if (host === '') throw new ArgumentError('host name must not be empty', { field: 'hostName' });
+  if (portText === undefined) return { host };
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
+  if (!(port >= 1 && port <= 65535)) {
+    throw new ArgumentError(`port '${portText}' in host name '${text}' is not 1..65535`, { field: 'hostName' });
+  }
+  return { host, port };
+}

@@ -1,9 +1,9 @@
 /**
  * Where an AMQP connection goes: TLS on 5671, or WebSockets on 443 at `/$iothub/websocket` (protocol-device.md
- * §3.1). The host-name parsing mirrors transport-mqtt's `endpoint.ts` (transports do not import each other).
+ * §3.1).
  */
 import { isIP } from 'node:net';
-import { ArgumentError } from '@fieldhub/protocol';
+import { ArgumentError, splitHostPort } from '@fieldhub/protocol';
 
 /** Where to dial. */
 export interface Endpoint {
@@ -23,38 +23,8 @@ export const webSocketSubprotocol = 'AMQPWSB10';
 /** The default ports: AMQP over TLS 5671, WebSockets 443 (protocol-device.md §3.1). */
 export const defaultPorts = { amqp: 5671, webSockets: 443 } as const;
 
-/**
- * Splits `host`, `host:port`, `[v6]` or `[v6]:port`. Connection strings may carry a port in `HostName`
- * (captures/README.md: `localhost:41671`).
- *
- * @throws ArgumentError (field `hostName`) when the text is empty or the port is not 1..65535.
- */
-export function splitHostPort(text: string): { host: string; port?: number } {
-  let host = text;
-  let portText: string | undefined;
-  if (text.startsWith('[')) {
-    const close = text.indexOf(']');
-    if (close < 0) throw new ArgumentError(`host name '${text}' has an unclosed '['`, { field: 'hostName' });
-    host = text.slice(1, close);
-    const rest = text.slice(close + 1);
-    if (rest.startsWith(':')) portText = rest.slice(1);
-    else if (rest !== '') throw new ArgumentError(`host name '${text}' is malformed`, { field: 'hostName' });
-  } else {
-    const colon = text.lastIndexOf(':');
-    // A bare IPv6 address has several colons and no port.
-    if (colon >= 0 && text.indexOf(':') === colon) {
-      host = text.slice(0, colon);
-      portText = text.slice(colon + 1);
-    }
-  }
-  if (host === '') throw new ArgumentError('host name must not be empty', { field: 'hostName' });
-  if (portText === undefined) return { host };
-  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : Number.NaN;
-  if (!(port >= 1 && port <= 65535)) {
-    throw new ArgumentError(`port '${portText}' in host name '${text}' is not 1..65535`, { field: 'hostName' });
-  }
-  return { host, port };
-}
+/** `host[:port]` splitting is `@fieldhub/protocol`'s, shared by every transport. */
+export { splitHostPort };
 
 /**
  * Where a connection goes: the gateway or hub host (with its port, else the transport's `port`, else 5671 or
