@@ -17,6 +17,7 @@ import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, writ
 import { type FileHandle, mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { KeyedSerial } from '../core/keyed-serial';
 import { StorageError } from './storage-error';
 
 /** Standard HTTP properties of a blob (`x-ms-blob-content-*` on Put Block List, the headers on Put Blob). */
@@ -105,7 +106,7 @@ export class BlobStore {
   private readonly blobsRoot: string;
   private readonly stateRoot: string;
   private readonly temporaryRoot: string;
-  private readonly turns = new Map<string, Promise<unknown>>();
+  private readonly turns = new KeyedSerial();
 
   constructor(
     dataDir: string,
@@ -449,15 +450,7 @@ export class BlobStore {
   /** Runs writes to one blob one after another (in this process). */
   private turn<T>(containerName: string, blobName: string, operation: () => Promise<T>): Promise<T> {
     checkBlobName(blobName);
-    const key = `${containerName}/${blobName}`;
-    const previous = this.turns.get(key) ?? Promise.resolve();
-    const run = previous.then(operation, operation);
-    const tail = run.catch(() => undefined);
-    this.turns.set(key, tail);
-    void tail.then(() => {
-      if (this.turns.get(key) === tail) this.turns.delete(key);
-    });
-    return run;
+    return this.turns.run(`${containerName}/${blobName}`, operation);
   }
 }
 

@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
 import { type DocumentWrite, RevisionConflict, type StoredDocument } from '../store/store';
 import type { CoreContext } from './context';
+import { KeyedSerial } from './keyed-serial';
+import { scanDocuments } from './scan-documents';
 
 /**
  * Cloud-to-device messages (protocol-service.md §3.2-3.3, protocol-device.md §2.8, §4.2, §7): one durable queue
@@ -206,7 +208,7 @@ const messageKey = (deviceId: string, sequenceNumber: number) =>
 
 /** The cloud-to-device queues and their feedback. Starts its sweep timer on construction; `stop()` ends it. */
 export class CloudToDevice {
-  private readonly locks = new Map<string, Promise<unknown>>();
+  private readonly locks = new KeyedSerial();
   private readonly sweepTimer: ReturnType<typeof setInterval>;
   private readonly lockDurationMs: number;
   private feedbackCounter = 0;
@@ -256,7 +258,7 @@ export class CloudToDevice {
     if (!Number.isFinite(expiry)) throw new ArgumentError('Invalid expiry time', { field: 'expiryTimeUtc' });
     const device = await this.devices.getDevice(deviceId);
 
-    const result = await this.serial(deviceId, () =>
+    const result = await this.locks.run(deviceId, () =>
       retryOnConflict(async () => {
         const { hubName, store } = this.ctx;
         const queue = await store.documents.get<StoredQueue>(hubName, queuesCollection, encodeId(deviceId));
@@ -334,7 +336,7 @@ export class CloudToDevice {
    * are dead-lettered (with feedback as their ack asks).
    */
   receive(deviceId: string): Promise<CloudToDeviceDelivery | undefined> {
-    return this.serial(deviceId, () =>
+    return this.locks.run(deviceId, () =>
       retryOnConflict(async () => {
         const now = this.ctx.now();
         for (const document of await this.queue(deviceId)) {
@@ -358,7 +360,7 @@ export class CloudToDevice {
    * every currently locked message is locked again with a new token and `deliveryCount` + 1, in queue order.
    */
   pending(deviceId: string): Promise<CloudToDeviceDelivery[]> {
-    return this.serial(deviceId, () =>
+    return this.locks.run(deviceId, () =>
       retryOnConflict(async () => {
         const now = this.ctx.now();
         const deliveries: CloudToDeviceDelivery[] = [];
@@ -427,7 +429,7 @@ export class CloudToDevice {
   }
 
   private purgeQueue(deviceId: string): Promise<number> {
-    return this.serial(deviceId, () =>
+    return this.locks.run(deviceId, () =>
       this.ctx.store.documents.deletePrefix(this.ctx.hubName, messagesCollection, queuePrefix(deviceId)),
     );
   }
@@ -439,8 +441,8 @@ export class CloudToDevice {
   async forgetDevice(deviceId: string): Promise<void> {
     await this.purgeQueue(deviceId);
     await this.ctx.store.documents.delete(this.ctx.hubName, queuesCollection, encodeId(deviceId));
-    await this.serial('#feedback', async () => {
-      for await (const document of this.scan<StoredFeedback>(feedbackCollection)) {
+    await this.locks.run('#feedback', async () => {
+      for await (const document of scanDocuments<StoredFeedback>(this.ctx, feedbackCollection)) {
         if (document.value.record.deviceId !== deviceId) continue;
         await this.ctx.store.documents.delete(this.ctx.hubName, feedbackCollection, document.key).catch(ignoreConflict);
       }
@@ -454,11 +456,11 @@ export class CloudToDevice {
   receiveFeedback(options: { maxRecords?: number; lockDurationMs?: number } = {}): Promise<FeedbackBatch | undefined> {
     const maxRecords = Math.min(Math.max(Math.trunc(options.maxRecords ?? maxFeedbackBatch), 1), maxFeedbackBatch);
     const lockDuration = options.lockDurationMs ?? this.lockDurationMs;
-    return this.serial('#feedback', () =>
+    return this.locks.run('#feedback', () =>
       retryOnConflict(async () => {
         const now = this.ctx.now();
         const chosen: StoredDocument<StoredFeedback>[] = [];
-        for await (const document of this.scan<StoredFeedback>(feedbackCollection)) {
+        for await (const document of scanDocuments<StoredFeedback>(this.ctx, feedbackCollection)) {
           const feedback = document.value;
           if (feedback.expiryTime <= now) {
             await this.ctx.store.documents
@@ -534,22 +536,22 @@ export class CloudToDevice {
   async sweep(): Promise<void> {
     const now = this.ctx.now();
     const expiredDevices = new Set<string>();
-    for await (const document of this.scan<StoredMessage>(messagesCollection)) {
+    for await (const document of scanDocuments<StoredMessage>(this.ctx, messagesCollection)) {
       const message = document.value;
       if (message.expiryTime <= now && !(message.lockToken !== null && message.lockedUntil > now)) {
         expiredDevices.add(message.deviceId);
       }
     }
     for (const deviceId of expiredDevices) await this.expireQueue(deviceId);
-    await this.serial('#feedback', async () => {
-      for await (const document of this.scan<StoredFeedback>(feedbackCollection)) {
+    await this.locks.run('#feedback', async () => {
+      for await (const document of scanDocuments<StoredFeedback>(this.ctx, feedbackCollection)) {
         if (document.value.expiryTime > now) continue;
         await this.ctx.store.documents
           .delete(this.ctx.hubName, feedbackCollection, document.key, document.revision)
           .catch(ignoreConflict);
       }
       const staleBefore = now - this.ctx.options.cloudToDevice.feedbackTtlMs;
-      for await (const document of this.scan<StoredFeedbackLock>(feedbackLocksCollection)) {
+      for await (const document of scanDocuments<StoredFeedbackLock>(this.ctx, feedbackLocksCollection)) {
         if (document.value.lockedUntil > staleBefore) continue;
         await this.ctx.store.documents
           .delete(this.ctx.hubName, feedbackLocksCollection, document.key, document.revision)
@@ -611,7 +613,7 @@ export class CloudToDevice {
     lockToken: string,
     action: (document: StoredDocument<StoredMessage>) => Promise<void>,
   ): Promise<void> {
-    await this.serial(deviceId, () =>
+    await this.locks.run(deviceId, () =>
       retryOnConflict(async () => {
         const document = (await this.queue(deviceId)).find((candidate) => candidate.value.lockToken === lockToken);
         if (!document) {
@@ -661,10 +663,10 @@ export class CloudToDevice {
   }
 
   private expireQueue(deviceId: string): Promise<void> {
-    return this.serial(deviceId, () => this.expireQueueNow(deviceId));
+    return this.locks.run(deviceId, () => this.expireQueueNow(deviceId));
   }
 
-  /** Dead-letters the expired messages of one queue; the caller holds the queue's `serial` turn. */
+  /** Dead-letters the expired messages of one queue; the caller holds the queue's turn (`locks.run`). */
   private async expireQueueNow(deviceId: string): Promise<void> {
     const now = this.ctx.now();
     for (const document of await this.queue(deviceId)) {
@@ -678,7 +680,7 @@ export class CloudToDevice {
     lockToken: string,
     write: (document: StoredDocument<StoredFeedback>) => DocumentWrite,
   ): Promise<void> {
-    return this.serial('#feedback', () =>
+    return this.locks.run('#feedback', () =>
       retryOnConflict(async () => {
         const { hubName, store } = this.ctx;
         const lock = await store.documents.get<StoredFeedbackLock>(hubName, feedbackLocksCollection, lockToken);
@@ -698,36 +700,6 @@ export class CloudToDevice {
         await store.documents.batch(hubName, writes);
       }),
     );
-  }
-
-  /** Every document of a collection in key order, paged so that memory stays bounded. */
-  private async *scan<T>(collection: string): AsyncGenerator<StoredDocument<T>> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.ctx.store.documents.list<T>(this.ctx.hubName, collection, {
-        limit: 256,
-        ...(after === undefined ? {} : { after }),
-      });
-      for (const document of page) yield document;
-      const last = page.at(-1);
-      if (!last || page.length < 256) return;
-      after = last.key;
-    }
-  }
-
-  /**
-   * Runs operations on one key one after another in this process (compare-and-set guards against other
-   * processes; this avoids needless conflicts between concurrent operations here).
-   */
-  private serial<T>(key: string, operation: () => Promise<T>): Promise<T> {
-    const previous = this.locks.get(key) ?? Promise.resolve();
-    const run = previous.then(operation, operation);
-    const tail = run.catch(() => undefined);
-    this.locks.set(key, tail);
-    void tail.then(() => {
-      if (this.locks.get(key) === tail) this.locks.delete(key);
-    });
-    return run;
   }
 }
 

@@ -2,6 +2,8 @@ import { randomBytes, randomUUID } from 'node:crypto';
 import { ArgumentError, HubError } from '@fieldhub/protocol';
 import { type DocumentWrite, RevisionConflict, type StoredDocument } from '../store/store';
 import type { CoreContext } from './context';
+import { KeyedSerial } from './keyed-serial';
+import { scanDocuments } from './scan-documents';
 
 /**
  * File upload (protocol-device.md §4.3, protocol-service.md §8): a device asks for a SAS URI of a blob
@@ -138,7 +140,7 @@ const uploadKey = (deviceId: string, correlationId: string) => `${encodeId(devic
 /** File uploads and their notifications. Starts its sweep timer on construction; `stop()` ends it. */
 export class FileUploads {
   private readonly sweepTimer: ReturnType<typeof setInterval>;
-  private readonly turns = new Map<string, Promise<unknown>>();
+  private readonly turns = new KeyedSerial();
   private counter = 0;
 
   constructor(
@@ -163,7 +165,7 @@ export class FileUploads {
     const blobName = checkRequestedBlobName(deviceId, requestedBlobName);
     await this.devices.getDevice(deviceId);
     const { containerName } = this.options;
-    return this.turn(deviceId, () =>
+    return this.turns.run(deviceId, () =>
       retryOnConflict(async () => {
         const { hubName, store } = this.ctx;
         const now = this.ctx.now();
@@ -208,7 +210,7 @@ export class FileUploads {
       throw new HubError('InvalidFileUploadCorrelationId', 'The correlationId is missing');
     }
     const report = checkCompletion(completion);
-    await this.turn(deviceId, async () => {
+    await this.turns.run(deviceId, async () => {
       const { hubName, store } = this.ctx;
       const key = uploadKey(deviceId, correlationId);
       const document = await store.documents.get<StoredUpload>(hubName, uploadsCollection, key);
@@ -286,11 +288,11 @@ export class FileUploads {
    * Expired notifications met on the way are dropped.
    */
   receiveNotification(): Promise<FileNotificationDelivery | undefined> {
-    return this.turn('#notifications', () =>
+    return this.turns.run('#notifications', () =>
       retryOnConflict(async () => {
         const { hubName, store } = this.ctx;
         const now = this.ctx.now();
-        for await (const document of this.scan<StoredNotification>(notificationsCollection)) {
+        for await (const document of scanDocuments<StoredNotification>(this.ctx, notificationsCollection)) {
           const stored = document.value;
           if (stored.expiryTime <= now || stored.deliveryCount >= this.options.notificationMaxDeliveryCount) {
             await store.documents
@@ -366,18 +368,18 @@ export class FileUploads {
   async sweep(): Promise<void> {
     const { hubName, store } = this.ctx;
     const now = this.ctx.now();
-    for await (const document of this.scan<StoredUpload>(uploadsCollection)) {
+    for await (const document of scanDocuments<StoredUpload>(this.ctx, uploadsCollection)) {
       if (document.value.expiryTime > now) continue;
       await store.documents.delete(hubName, uploadsCollection, document.key, document.revision).catch(ignoreConflict);
     }
-    await this.turn('#notifications', async () => {
-      for await (const document of this.scan<StoredNotification>(notificationsCollection)) {
+    await this.turns.run('#notifications', async () => {
+      for await (const document of scanDocuments<StoredNotification>(this.ctx, notificationsCollection)) {
         if (document.value.expiryTime > now) continue;
         await store.documents
           .delete(hubName, notificationsCollection, document.key, document.revision)
           .catch(ignoreConflict);
       }
-      for await (const document of this.scan<StoredLock>(locksCollection)) {
+      for await (const document of scanDocuments<StoredLock>(this.ctx, locksCollection)) {
         if (document.value.lockedUntil > now - this.options.notificationTtlMs) continue;
         await store.documents.delete(hubName, locksCollection, document.key, document.revision).catch(ignoreConflict);
       }
@@ -394,7 +396,7 @@ export class FileUploads {
     lockToken: string,
     write: (document: StoredDocument<StoredNotification>) => DocumentWrite,
   ): Promise<void> {
-    return this.turn('#notifications', () =>
+    return this.turns.run('#notifications', () =>
       retryOnConflict(async () => {
         const { hubName, store } = this.ctx;
         const lock = await store.documents.get<StoredLock>(hubName, locksCollection, lockToken);
@@ -416,32 +418,6 @@ export class FileUploads {
         if (!ours) throw lost();
       }),
     );
-  }
-
-  private async *scan<T>(collection: string): AsyncGenerator<StoredDocument<T>> {
-    let after: string | undefined;
-    for (;;) {
-      const page = await this.ctx.store.documents.list<T>(this.ctx.hubName, collection, {
-        limit: 256,
-        ...(after === undefined ? {} : { after }),
-      });
-      for (const document of page) yield document;
-      const last = page.at(-1);
-      if (!last || page.length < 256) return;
-      after = last.key;
-    }
-  }
-
-  /** Runs operations on one key one after another in this process (compare-and-set guards across processes). */
-  private turn<T>(key: string, operation: () => Promise<T>): Promise<T> {
-    const previous = this.turns.get(key) ?? Promise.resolve();
-    const run = previous.then(operation, operation);
-    const tail = run.catch(() => undefined);
-    this.turns.set(key, tail);
-    void tail.then(() => {
-      if (this.turns.get(key) === tail) this.turns.delete(key);
-    });
-    return run;
   }
 }
 

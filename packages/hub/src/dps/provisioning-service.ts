@@ -29,6 +29,7 @@ import {
 } from '@fieldhub/protocol';
 import type { CertificateAuthorities } from '../core/certificate-authorities';
 import type { CoreContext } from '../core/context';
+import { KeyedSerial } from '../core/keyed-serial';
 import type { Registry } from '../core/registry';
 import { newIdentityEtag } from '../core/registry-records';
 import type { NewTwinContents } from '../core/twin-records';
@@ -125,7 +126,7 @@ export class ProvisioningService implements DpsService {
   private readonly operations = new Map<string, Operation>();
   /** Operation ids by registration key, oldest first (bounds {@link operations} per registration). */
   private readonly operationIds = new Map<string, string[]>();
-  private readonly turns = new Map<string, Promise<unknown>>();
+  private readonly turns = new KeyedSerial();
   private readonly pending = new Set<Promise<unknown>>();
 
   constructor(
@@ -202,7 +203,8 @@ export class ProvisioningService implements DpsService {
     this.operations.set(operationId, operation);
     ids.push(operationId);
     this.operationIds.set(registrationKey, ids);
-    const work = this.serialised(operation.registrationKey, () => this.assign(registration, options))
+    const work = this.turns
+      .run(operation.registrationKey, () => this.assign(registration, options))
       .then(
         (outcome) => {
           operation.answer = { status: 200, body: { operationId, ...outcome } };
@@ -540,17 +542,6 @@ export class ProvisioningService implements DpsService {
       };
     }
     throw new ArgumentError('The enrollment has no usable attestation', { field: 'attestation' });
-  }
-
-  private serialised<T>(key: string, task: () => Promise<T>): Promise<T> {
-    const before = this.turns.get(key) ?? Promise.resolve();
-    const run = before.then(task, task);
-    const settled = run.catch(() => undefined);
-    this.turns.set(key, settled);
-    void settled.then(() => {
-      if (this.turns.get(key) === settled) this.turns.delete(key);
-    });
-    return run;
   }
 
   private sweep(): void {
