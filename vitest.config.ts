@@ -11,8 +11,14 @@ const sourceAlias = {
   replacement: `${root}packages/$1/src$2/index.ts`,
 };
 
+// The firmware-bridge gateway is a workspace outside packages/.
+const bridgeAlias = {
+  find: /^@fieldhub\/firmware-bridge(\/[a-z0-9-]+)?$/,
+  replacement: `${root}firmware-bridge/gateway/src$1/index.ts`,
+};
+
 export default defineConfig({
-  resolve: { alias: [sourceAlias] },
+  resolve: { alias: [bridgeAlias, sourceAlias] },
   test: {
     // One test file per core, not vitest's default of one per core less: on CI's 2 cores that default is a single
     // worker, and the integration suites spend most of their time waiting on sockets, child processes and timers
@@ -23,7 +29,11 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'unit',
-          include: ['packages/*/src/**/*.test.ts', 'scripts/**/*.test.{ts,mjs}'],
+          include: [
+            'packages/*/src/**/*.test.ts',
+            'firmware-bridge/gateway/src/**/*.test.ts',
+            'scripts/**/*.test.{ts,mjs}',
+          ],
           testTimeout: 20_000,
         },
       },
@@ -31,7 +41,11 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'integration',
-          include: ['packages/*/test/**/*.test.ts', 'test/*/src/**/*.test.ts'],
+          include: [
+            'packages/*/test/**/*.test.ts',
+            'firmware-bridge/gateway/test/**/*.test.ts',
+            'test/*/src/**/*.test.ts',
+          ],
           exclude: ['**/port-443/**', '**/node_modules/**'],
           testTimeout: 60_000,
           hookTimeout: 60_000,

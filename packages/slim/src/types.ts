@@ -1,0 +1,108 @@
+/**
+ * The slim client's public shapes: options with callbacks (the Moddable style, STYLE.md), a client with
+ * callback-taking methods. No promises in the API: Espruino has them, but callbacks cost less memory and work the
+ * same on every runtime.
+ */
+import type { HostTlsOptions } from './host';
+
+/** Error passed to callbacks: a stable string `code` (the protocol's names, e.g. `Unauthorized`,
+ * `ThrottlingException`, `Timeout`, `NotConnected`, `BufferFull`, `Closed`) and, where the hub gave one, `status`. */
+export interface SlimError extends Error {
+  code: string;
+  status?: number;
+}
+
+/** A node-style callback: `error` is null on success. */
+export type SlimCallback<T> = (error: SlimError | null, result?: T) => void;
+
+/** Message properties: application properties plus the system ones the protocol names (`$.mid`, `$.cid`, `$.ct`,
+ * `$.ce`, ... as on the MQTT topic), all strings. */
+export interface SlimProperties {
+  [name: string]: string;
+}
+
+/** A cloud-to-device message. It is completed (PUBACK) when `onMessage` returns. */
+export interface SlimMessage {
+  payload: Uint8Array;
+  /** The payload as UTF-8 text. */
+  text: string;
+  /** Application properties. */
+  properties: SlimProperties;
+  messageId?: string;
+  correlationId?: string;
+  contentType?: string;
+  contentEncoding?: string;
+}
+
+/** A direct-method call. Answer it once with `respond(status, payload)`. */
+export interface SlimMethodRequest {
+  name: string;
+  /** The payload parsed as JSON (null when empty). */
+  payload: unknown;
+}
+
+/** The device twin as the device sees it. */
+export interface SlimTwin {
+  desired: { [key: string]: unknown; $version: number };
+  reported: { [key: string]: unknown; $version: number };
+}
+
+/** Options of `createClient`. Give a connection string, or `hostName` + `deviceId` with one credential. */
+export interface SlimClientOptions {
+  /** `HostName=...;DeviceId=...;SharedAccessKey=...` (or `SharedAccessSignature=...`, which cannot be renewed). */
+  connectionString?: string;
+  hostName?: string;
+  deviceId?: string;
+  /** base64 device key; signing then needs `host.hmacSha256`. */
+  sharedAccessKey?: string;
+  /** A complete SAS token (not renewable: the client reports `TokenExpired` when it runs out). */
+  sasToken?: string;
+  /** Sign the string-to-sign yourself (a secure element, a bridge): call back with the base64 signature. */
+  sign?: (stringToSign: string, callback: (error: Error | null, signature?: string) => void) => void;
+  /** Where to dial when it differs from `hostName` (a gateway, 127.0.0.1 in tests). */
+  connectHost?: string;
+  /** Default 8883. */
+  port?: number;
+  /** TLS options handed to the host; default `{}` (TLS on, verify on). */
+  tls?: HostTlsOptions;
+  /** SAS token lifetime, seconds; default 3600. Renewed at 80 % of it by reconnecting with a fresh token. */
+  tokenLifetimeSeconds?: number;
+  /** MQTT keep-alive, seconds; default 60 (IoT Hub allows up to 1177). */
+  keepAliveSeconds?: number;
+  /** Reconnect backoff: first and largest delay, milliseconds (defaults 1000 and 60000), with jitter. */
+  reconnectMinMs?: number;
+  reconnectMaxMs?: number;
+  /** QoS 1 telemetry kept for retry while unacknowledged or offline; default 8. Beyond it: `BufferFull`. */
+  maxPendingTelemetry?: number;
+  /** How long a request (twin get / patch, PUBACK) may take, milliseconds; default 30000. */
+  operationTimeoutMs?: number;
+  /** The client is connected and subscribed. */
+  onConnect?: () => void;
+  /** The connection is gone; the client reconnects by itself unless closed. */
+  onDisconnect?: (error?: SlimError) => void;
+  /** Failures with no callback to carry them (refused credentials, protocol errors). */
+  onError?: (error: SlimError) => void;
+  onMessage?: (message: SlimMessage) => void;
+  /** A desired-properties patch, with its `$version`. */
+  onDesired?: (patch: { [key: string]: unknown }, version: number) => void;
+  onMethod?: (request: SlimMethodRequest, respond: (status: number, payload?: unknown) => void) => void;
+}
+
+/** What `createClient` returns. */
+export interface SlimClient {
+  /** Connects, and keeps reconnecting until `close`. */
+  open(): void;
+  /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull` / `Closed`). */
+  sendTelemetry(
+    payload: string | Uint8Array,
+    properties: SlimProperties | null,
+    callback?: SlimCallback<undefined>,
+  ): void;
+  getTwin(callback: SlimCallback<SlimTwin>): void;
+  /** The callback gets the new reported `$version`. */
+  updateReported(patch: { [key: string]: unknown }, callback?: SlimCallback<number>): void;
+  /** Whether the MQTT session is up. */
+  readonly connected: boolean;
+  /** Sends DISCONNECT, closes the socket, fails what is pending with `Closed`; idempotent. */
+  close(callback?: () => void): void;
+}
