@@ -1,0 +1,43 @@
+/**
+ * What the engine runners share: the bundle to load, and a session the test drives.
+ */
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { NodeBridge } from './node-bridge';
+
+/** A slim bundle as the build writes it. */
+export interface Bundle {
+  /** The file name engines report in stack traces. */
+  readonly fileName: string;
+  readonly code: string;
+  /**
+   * `module`: an ES module whose exports become `globalThis.slim` (the ES2020 bundle); `script`: a CommonJS-shaped
+   * script assigning `exports.*` (the Espruino bundle), run after `var exports = {}; var module = {exports};`.
+   */
+  readonly kind: 'module' | 'script';
+}
+
+/** One engine running bridge.js, a bundle and scenario.js, connected to a {@link NodeBridge}. */
+export interface EngineSession {
+  readonly bridge: NodeBridge;
+  /** Stops the engine and destroys the bridge's sockets and timers. Idempotent. */
+  dispose(): Promise<void>;
+}
+
+/** Options every runner takes. */
+export interface EngineOptions {
+  readonly bundle: Bundle;
+  /** The hub's CA (PEM), for the test-process side of TLS. */
+  readonly ca: string;
+}
+
+const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
+
+/** bridge.js and scenario.js, the engine-side scripts. */
+export const engineScripts = {
+  bridge: readFileSync(here('./bridge.js'), 'utf8'),
+  scenario: readFileSync(here('./scenario.js'), 'utf8'),
+} as const;
+
+/** Run before a `script` bundle so its `exports.x = ...` assignments land somewhere (Espruino has `exports`). */
+export const commonJsPrelude = 'var exports = {}; var module = { exports: exports };';
