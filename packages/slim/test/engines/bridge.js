@@ -3,7 +3,7 @@
 //   up-calls (engine -> test process): `hostCall(text)`, a synchronous function the runner installs; the text is
 //     JSON: {op: 'connect' | 'write' | 'close' | 'setTimer' | 'clearTimer' | 'log' | 'event', ...};
 //   down-calls (test process -> engine): `hostEvent(text)`, defined here; JSON {op: 'connected' | 'data' |
-//     'closed' | 'timer' | 'command', ...}.
+//     'written' | 'closed' | 'timer' | 'command', ...}.
 // Bytes cross as base64 (the codec is below). HMAC-SHA256 is computed here, in the engine, so the device key never
 // needs the test process's crypto; the clock is the engine's own Date.now().
 // It installs `globalThis.bridge`: {host, hmacSha256, emit(name, data), onCommand, base64}.
@@ -175,7 +175,10 @@
       });
       return {
         write(bytes) {
-          if (sockets[id]) up({ op: 'write', id, data: toBase64(bytesOf(bytes)) });
+          // `onWritten` (the runtime-shaped sockets of shapes.js use it for flow control) asks for a `written`
+          // down-call once the test process's socket took the bytes.
+          const data = toBase64(bytesOf(bytes));
+          if (sockets[id]) up({ op: 'write', id, data, ack: typeof events.onWritten === 'function' });
         },
         close() {
           // Idempotent; `onClose` follows when the test process reports the socket closed.
@@ -230,6 +233,9 @@
     } else if (message.op === 'data') {
       const events = sockets[message.id];
       if (events) events.onData(fromBase64(message.data));
+    } else if (message.op === 'written') {
+      const events = sockets[message.id];
+      if (events) events.onWritten(message.count);
     } else if (message.op === 'closed') {
       const events = sockets[message.id];
       if (events) {

@@ -81,7 +81,7 @@ describe('the bridge script', () => {
         port: 8883,
         tls: { servername: 'hub', verify: true },
       },
-      { op: 'write', id: expect.any(Number), data: 'AQL/' },
+      { op: 'write', id: expect.any(Number), data: 'AQL/', ack: false },
     ]);
   });
 });

@@ -17,7 +17,7 @@ export interface Bundle {
   readonly kind: 'module' | 'script';
 }
 
-/** One engine running bridge.js, a bundle and scenario.js, connected to a {@link NodeBridge}. */
+/** One engine running bridge.js, shapes.js, a bundle and scenario.js, connected to a {@link NodeBridge}. */
 export interface EngineSession {
   readonly bridge: NodeBridge;
   /** Stops the engine and destroys the bridge's sockets and timers. Idempotent. */
@@ -33,9 +33,10 @@ export interface EngineOptions {
 
 const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
 
-/** bridge.js and scenario.js, the engine-side scripts. */
+/** The engine-side scripts: bridge.js, shapes.js (runtime-shaped sockets over it), scenario.js. */
 export const engineScripts = {
   bridge: readFileSync(here('./bridge.js'), 'utf8'),
+  shapes: readFileSync(here('./shapes.js'), 'utf8'),
   scenario: readFileSync(here('./scenario.js'), 'utf8'),
 } as const;
 

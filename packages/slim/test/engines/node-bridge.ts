@@ -15,7 +15,7 @@ type UpCall =
       port: number;
       tls: { servername: string | null; verify: boolean } | null;
     }
-  | { op: 'write'; id: number; data: string }
+  | { op: 'write'; id: number; data: string; ack: boolean }
   | { op: 'close'; id: number }
   | { op: 'setTimer'; id: number; ms: number }
   | { op: 'clearTimer'; id: number }
@@ -26,6 +26,7 @@ type UpCall =
 export type DownCall =
   | { op: 'connected'; id: number }
   | { op: 'data'; id: number; data: string }
+  | { op: 'written'; id: number; count: number }
   | { op: 'closed'; id: number; error: string | null }
   | { op: 'timer'; id: number }
   | { op: 'command'; command: { name: string; [key: string]: unknown } };
@@ -69,9 +70,18 @@ export class NodeBridge {
       case 'connect':
         this.connect(message);
         break;
-      case 'write':
-        this.sockets.get(message.id)?.write(Buffer.from(message.data, 'base64'));
+      case 'write': {
+        const bytes = Buffer.from(message.data, 'base64');
+        const socket = this.sockets.get(message.id);
+        if (socket && message.ack) {
+          socket.write(bytes, (error) => {
+            if (!error) this.send({ op: 'written', id: message.id, count: bytes.length });
+          });
+        } else {
+          socket?.write(bytes);
+        }
         break;
+      }
       case 'close':
         this.sockets.get(message.id)?.end();
         break;

@@ -18,7 +18,7 @@ function evaluate(vm: QuickJSContext, code: string, fileName: string, type: 'glo
 }
 
 /**
- * Starts a QuickJS context with bridge.js, the bundle and scenario.js; resolves once they are evaluated (the
+ * Starts a QuickJS context with bridge.js, shapes.js, the bundle and scenario.js; resolves once they are evaluated (the
  * scenario's `ready` event is then waiting in the bridge).
  * @throws Error when a script throws while being evaluated.
  */
@@ -70,6 +70,7 @@ export async function startQuickJsSession(options: EngineOptions): Promise<Engin
 
   try {
     evaluate(vm, engineScripts.bridge, 'bridge.js', 'global').dispose();
+    evaluate(vm, engineScripts.shapes, 'shapes.js', 'global').dispose();
     const { bundle } = options;
     let exports: QuickJSHandle;
     if (bundle.kind === 'module') {

@@ -42,7 +42,7 @@ export function moduleLoader(code: string): string {
 }
 
 /**
- * Starts an xsnap worker with bridge.js, the bundle and scenario.js; resolves once they are evaluated.
+ * Starts an xsnap worker with bridge.js, shapes.js, the bundle and scenario.js; resolves once they are evaluated.
  * @throws Error when the worker cannot start or a script throws while being evaluated.
  */
 export async function startXsSession(options: EngineOptions): Promise<EngineSession> {
@@ -97,6 +97,7 @@ export async function startXsSession(options: EngineOptions): Promise<EngineSess
   try {
     await worker.evaluate(xsPrelude);
     await worker.evaluate(engineScripts.bridge);
+    await worker.evaluate(engineScripts.shapes);
     const { bundle } = options;
     if (bundle.kind === 'module') {
       await worker.evaluate(moduleLoader(bundle.code));
