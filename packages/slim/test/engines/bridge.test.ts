@@ -26,6 +26,7 @@ beforeAll(async () => {
   vm.setProp(vm.global, 'hostCall', hostCall);
   hostCall.dispose();
   vm.unwrapResult(vm.evalCode(engineScripts.bridge, 'bridge.js', { type: 'global' })).dispose();
+  vm.unwrapResult(vm.evalCode(engineScripts.shapes, 'shapes.js', { type: 'global' })).dispose();
 });
 
 afterAll(() => {
@@ -83,6 +84,67 @@ describe('the bridge script', () => {
       },
       { op: 'write', id: expect.any(Number), data: 'AQL/', ack: false },
     ]);
+  });
+});
+
+/** Delivers a down-call to the bridge, as a runner does. */
+function down(message: unknown): void {
+  run(`hostEvent(${JSON.stringify(JSON.stringify(message))})`);
+}
+
+describe('the ECMA-419 TLSSocket shape', () => {
+  it('connects with onWritable, reads what arrived, limits writes to the writable count, ends with onError', () => {
+    upCalls.length = 0;
+    run(`globalThis.seen = [];
+      globalThis.socket = new bridge.ecma419.TLSSocket({
+        address: '127.0.0.1', port: 8883, host: 'hub',
+        onReadable(count) { seen.push(['readable', count, this === socket]); },
+        onWritable(count) { seen.push(['writable', count, this === socket]); },
+        onError() { seen.push(['error']); },
+      });`);
+    const connect = JSON.parse(upCalls[0] ?? '{}') as { id: number; tls: unknown };
+    expect(connect.tls).toEqual({ servername: 'hub', verify: true });
+    const id = connect.id;
+    down({ op: 'connected', id });
+    down({ op: 'data', id, data: Buffer.from([1, 2, 3]).toString('base64') });
+    down({ op: 'data', id, data: Buffer.from([4]).toString('base64') });
+    expect(run('Array.from(new Uint8Array(socket.read(2)))')).toEqual([1, 2]);
+    expect(run('Array.from(new Uint8Array(socket.read()))')).toEqual([3, 4]);
+    expect(run('socket.read()')).toBeUndefined();
+    expect(run('try { socket.write(new Uint8Array(16385)); "wrote" } catch (e) { e.message }')).toMatch(/writable/);
+    run('socket.write(new Uint8Array(16000))');
+    down({ op: 'written', id, count: 16000 });
+    down({ op: 'closed', id, error: null });
+    down({ op: 'data', id, data: 'AA==' });
+    // Callbacks run with `this` bound elsewhere (as Moddable's sample TLSSocket), so adapters must not rely on it.
+    expect(run('seen')).toEqual([
+      ['writable', 16384, false],
+      ['readable', 3, false],
+      ['readable', 1, false],
+      ['writable', 16384, false],
+      ['error'],
+    ]);
+    expect(upCalls.map((text) => (JSON.parse(text) as { op: string }).op)).toEqual(['connect', 'write']);
+  });
+});
+
+describe('the Espruino tls shape', () => {
+  it('connects, delivers data as binary strings, writes strings as bytes and emits end and close', () => {
+    upCalls.length = 0;
+    run(`globalThis.events = [];
+      globalThis.espruinoSocket = bridge.espruino.tls.connect({ host: '127.0.0.1', port: 8883 }, () => events.push('connected'));
+      espruinoSocket.on('data', (data) => events.push(['data', typeof data, data.length, data.charCodeAt(1)]));
+      espruinoSocket.on('end', () => events.push('end'));
+      espruinoSocket.on('close', (hadError) => events.push(['close', hadError]));`);
+    const id = (JSON.parse(upCalls[0] ?? '{}') as { id: number }).id;
+    down({ op: 'connected', id });
+    down({ op: 'data', id, data: Buffer.from([0, 255, 7]).toString('base64') });
+    run(`espruinoSocket.write(String.fromCharCode(0, 200, 65)); espruinoSocket.end(); espruinoSocket.end();`);
+    down({ op: 'closed', id, error: null });
+    expect(run('events')).toEqual(['connected', ['data', 'string', 3, 255], 'end', ['close', false]]);
+    const ops = upCalls.map((text) => JSON.parse(text) as { op: string; data?: string });
+    expect(ops.map((call) => call.op)).toEqual(['connect', 'write', 'close']);
+    expect(Buffer.from(ops[1]?.data ?? '', 'base64')).toEqual(Buffer.from([0, 200, 65]));
   });
 });
 
