@@ -1,0 +1,253 @@
+/**
+ * The gateway end to end against a real hub (in-process, TLS on 127.0.0.1): gateway <-> socat PTY pair <-> an MCU
+ * simulated in TypeScript (test/ts-mcu.ts, built on the gateway's frame code). The C simulator of firmware-bridge/mcu
+ * runs the same scenarios in e2e.test.ts.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createServiceClient, type ServiceClient, type TelemetryEvent } from '@fieldhub/service';
+import { type ConformanceHub, startConformanceHub } from '@fieldhub/transport-testing';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Capability, createGateway, type Gateway, type GatewayConfig } from '../src/index';
+import { PtyPair, requireSocat } from './socat';
+import { TsMcu } from './ts-mcu';
+
+const allCapabilities = Capability.sign | Capability.twin | Capability.methods | Capability.cloudToDevice;
+
+let hub: ConformanceHub;
+let service: ServiceClient;
+let dir: string;
+const events: TelemetryEvent[] = [];
+const reading = new AbortController();
+
+async function until<T>(
+  probe: () => T | undefined | Promise<T | undefined>,
+  what: string,
+  timeoutMs = 30_000,
+): Promise<T> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined && value !== false) return value;
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+beforeAll(async () => {
+  requireSocat();
+  hub = await startConformanceHub();
+  dir = await mkdtemp(join(tmpdir(), 'fieldhub-bridge-'));
+  const connectionString = hub.info.serviceConnectionString.replace(
+    /HostName=([^;]+)/,
+    `HostName=$1:${hub.info.ports.https}`,
+  );
+  service = createServiceClient({ connectionString, ca: hub.ca, amqpPort: hub.info.ports.amqp ?? 0 });
+  void (async () => {
+    try {
+      for await (const event of service.telemetry.read({ signal: reading.signal, from: 'earliest' })) {
+        events.push(event);
+      }
+    } catch {
+      // aborted at the end
+    }
+  })();
+});
+
+afterAll(async () => {
+  reading.abort();
+  await service?.close();
+  await hub?.close();
+  if (dir) await rm(dir, { recursive: true, force: true });
+});
+
+interface Rig {
+  readonly pair: PtyPair;
+  readonly gateway: Gateway;
+  readonly mcu: TsMcu;
+  readonly config: GatewayConfig;
+  readonly signRequests: string[];
+  readonly linkStates: string[];
+  close(): Promise<void>;
+}
+
+async function rig(name: string, options: { key?: string; gatewayKey?: string; capabilities?: number }): Promise<Rig> {
+  const pair = new PtyPair(join(dir, `${name}-gw`), join(dir, `${name}-mcu`));
+  await pair.start();
+  const config: GatewayConfig = {
+    hub: { hostName: hub.hostName, port: hub.info.ports.amqp ?? 0, ca: hub.ca, transport: 'amqp' },
+    ports: [
+      {
+        path: pair.gatewayPath,
+        baudRate: 115200,
+        devices: options.gatewayKey === undefined ? [] : [{ deviceId: name, sharedAccessKey: options.gatewayKey }],
+      },
+    ],
+    log: { level: 'silent' },
+  };
+  const signRequests: string[] = [];
+  const linkStates: string[] = [];
+  const gateway = createGateway(config, {
+    events: () => ({
+      signRequested: (request) => signRequests.push(request.stringToSign),
+      link: (state) => linkStates.push(state),
+    }),
+  });
+  await gateway.start();
+  const mcu = new TsMcu({
+    path: pair.mcuPath,
+    deviceId: name,
+    capabilities: options.capabilities ?? allCapabilities,
+    bootId: 0x1234,
+    ...(options.key !== undefined ? { key: options.key } : {}),
+  });
+  mcu.start();
+  return {
+    pair,
+    gateway,
+    mcu,
+    config,
+    signRequests,
+    linkStates,
+    async close() {
+      await mcu.stop();
+      await gateway.close();
+      await pair.stop();
+    },
+  };
+}
+
+describe('the firmware bridge gateway against a real hub', () => {
+  let gatewayKeyed: Rig;
+  let signing: Rig;
+
+  beforeAll(async () => {
+    const keyed = await hub.createSasDevice('bridge-keyed');
+    gatewayKeyed = await rig('bridge-keyed', {
+      gatewayKey: keyed.primaryKey,
+      capabilities: allCapabilities & ~Capability.sign,
+    });
+    const signed = await hub.createSasDevice('bridge-signed');
+    signing = await rig('bridge-signed', { key: signed.primaryKey });
+    await until(() => gatewayKeyed.gateway.sessions.get(gatewayKeyed.pair.gatewayPath)?.client, 'the keyed client');
+    await until(() => signing.gateway.sessions.get(signing.pair.gatewayPath)?.client, 'the signing client');
+  });
+
+  afterAll(async () => {
+    await gatewayKeyed?.close();
+    await signing?.close();
+  });
+
+  it('delivers telemetry with system and application properties to the built-in endpoint, then TELEMETRY_ACK 200', async () => {
+    const { mcu } = gatewayKeyed;
+    mcu.sendTelemetry(
+      1,
+      [
+        ['$.mid', 'm-1'],
+        ['$.ct', 'application/json'],
+        ['$.ce', 'utf-8'],
+        ['zone', 'hall-b'],
+      ],
+      '{"t":21.5}',
+    );
+    await until(() => mcu.acknowledged.get(1) === 200, 'TELEMETRY_ACK 1');
+    const event = await until(() => events.find((item) => item.messageId === 'm-1'), 'the telemetry event');
+    expect(event.deviceId).toBe('bridge-keyed');
+    expect(event.properties).toMatchObject({ zone: 'hall-b' });
+    expect(event.contentType).toBe('application/json');
+    expect(event.bodyText).toBe('{"t":21.5}');
+  });
+
+  it('delivers a cloud-to-device message to the MCU, which completes it (positive feedback)', async () => {
+    const { mcu } = gatewayKeyed;
+    await service.cloudToDevice.send('bridge-keyed', {
+      body: 'open valve',
+      messageId: 'c2d-1',
+      properties: { prio: 'high' },
+    });
+    const delivered = await until(
+      () => mcu.received.find((message) => message.kind === 'cloudToDevice'),
+      'the C2D frame',
+    );
+    expect(delivered).toMatchObject({
+      properties: expect.arrayContaining([
+        ['$.mid', 'c2d-1'],
+        ['prio', 'high'],
+      ]),
+    });
+    await until(
+      async () => (await hub.hub.core.cloudToDevice.depths()).messages === 0 || undefined,
+      'the queue to drain',
+    );
+  });
+
+  it('pushes a desired patch to the MCU and carries its reported patch back', async () => {
+    const { mcu } = gatewayKeyed;
+    await service.twins.patch('bridge-keyed', { properties: { desired: { interval: 30 } } } as never);
+    const desired = await until(
+      () => mcu.received.find((message) => message.kind === 'twinDesired' && message.json.includes('interval')),
+      'TWIN_DESIRED',
+    );
+    expect(desired).toMatchObject({ kind: 'twinDesired' });
+    mcu.send({ kind: 'twinReported', rid: 7, json: '{"interval":30,"fw":"1.2.0"}' });
+    const result = await until(
+      () => mcu.received.find((message) => message.kind === 'twinResult' && message.rid === 7),
+      'TWIN_RESULT',
+    );
+    expect(result).toMatchObject({ status: 204 });
+    const twin = (await service.twins.get('bridge-keyed')) as { properties: { reported: Record<string, unknown> } };
+    expect(twin.properties.reported).toMatchObject({ interval: 30, fw: '1.2.0' });
+    mcu.send({ kind: 'twinGet', rid: 8 });
+    const read = await until(
+      () => mcu.received.find((message) => message.kind === 'twin' && message.rid === 8),
+      'TWIN',
+    );
+    expect(read).toMatchObject({ status: 200 });
+    expect(JSON.parse((read as { json: string }).json)).toMatchObject({
+      desired: { interval: 30 },
+      reported: { fw: '1.2.0' },
+    });
+  });
+
+  it('has the MCU answer a direct method', async () => {
+    const response = await service.directMethods.invoke('bridge-keyed', {
+      methodName: 'reboot',
+      payload: { delay: 5 },
+      responseTimeoutInSeconds: 20,
+    });
+    expect(response).toEqual({ status: 200, payload: { method: 'reboot', got: { delay: 5 } } });
+  });
+
+  it('connects an MCU that signs its own tokens: the gateway config holds no key', async () => {
+    expect(JSON.stringify(signing.config)).not.toMatch(/SharedAccessKey|sharedAccessKey/);
+    expect(signing.signRequests.length).toBeGreaterThan(0);
+    expect(signing.signRequests[0]).toMatch(/%2Fdevices%2Fbridge-signed\n\d+$/);
+    signing.mcu.sendTelemetry(1, [['$.mid', 'signed-1']], 'hi');
+    await until(() => signing.mcu.acknowledged.get(1) === 200, 'TELEMETRY_ACK');
+    await until(() => events.find((item) => item.messageId === 'signed-1'), 'the signed telemetry');
+  });
+
+  it('loses no acknowledged telemetry across unplugging and replugging the cable', async () => {
+    const { mcu, pair, gateway, linkStates } = gatewayKeyed;
+    const session = gateway.sessions.get(pair.gatewayPath);
+    const clientBefore = session?.client;
+    const linkUps = linkStates.filter((state) => state === 'up').length;
+    for (let id = 100; id < 105; id++) mcu.sendTelemetry(id, [['$.mid', `pull-${id}`]], `n${id}`);
+    await pair.stop();
+    for (let id = 105; id < 110; id++) mcu.sendTelemetry(id, [['$.mid', `pull-${id}`]], `n${id}`);
+    await until(() => linkStates.at(-1) === 'down' || undefined, 'the gateway to see the link down');
+    await pair.start();
+    await until(
+      () => [...Array(10).keys()].every((index) => mcu.acknowledged.get(100 + index) === 200),
+      'every ACK',
+      45_000,
+    );
+    for (let id = 100; id < 110; id++) {
+      await until(() => events.find((item) => item.messageId === `pull-${id}`), `pull-${id} at the hub`);
+    }
+    expect(linkStates.filter((state) => state === 'up').length).toBeGreaterThan(linkUps);
+    // The same MCU (same bootId) kept its device client across the pull.
+    expect(session?.client).toBe(clientBefore);
+  });
+});
