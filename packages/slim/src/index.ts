@@ -8,6 +8,8 @@
  *
  * @packageDocumentation
  */
+
+export { createClient } from './client';
 export type { Host, HostConnectOptions, HostLogLevel, HostSocket, HostSocketEvents, HostTlsOptions } from './host';
 export type {
   ConnackPacket,

@@ -76,6 +76,9 @@ export interface SlimClientOptions {
   maxPendingTelemetry?: number;
   /** How long a request (twin get / patch, PUBACK) may take, milliseconds; default 30000. */
   operationTimeoutMs?: number;
+  /** The largest MQTT packet accepted from the hub, bytes; default 135168 (a 128 KB method payload and its topic).
+   * A larger one is a protocol error: the client drops the connection and reconnects. */
+  maxPacketBytes?: number;
   /** The client is connected and subscribed. */
   onConnect?: () => void;
   /** The connection is gone; the client reconnects by itself unless closed. */

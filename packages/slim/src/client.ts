@@ -1,0 +1,518 @@
+/**
+ * `createClient(host, options)`: the slim IoT Hub device client over MQTT 3.1.1 (protocol-device.md §2).
+ *
+ * Restricted dialect (ARCHITECTURE.md, "Embedded targets"): one factory of closures, no classes, no `this`; the
+ * factory calls none of its inner functions before all are declared, because Espruino does not hoist functions.
+ * Error messages are mostly just the code: the Espruino bundle has a 12 KB budget.
+ *
+ * Connection policy. `open()` dials; every loss schedules a new attempt after an exponential backoff with jitter
+ * (`reconnectMinMs` doubling up to `reconnectMaxMs`, reset once a session is up); refused credentials are
+ * reported through `onError` and retried all the same (a key may be fixed on the hub meanwhile). Sessions are
+ * clean (`clean=1`), so every connection subscribes again. A token signed here is renewed at 80 % of its lifetime
+ * by reconnecting with a fresh one (MQTT 3.1.1 cannot change credentials in-session; Azure's Node SDK does the
+ * same, §1.3). A fixed `sasToken` cannot be renewed: once expired, the client ends with `TokenExpired`.
+ *
+ * Delivery. Telemetry is QoS 1 and waits in a bounded buffer (`maxPendingTelemetry`) until its PUBACK: messages
+ * sent offline go out on the next connection, unacknowledged ones are sent again with DUP. Twin requests need a
+ * connection: offline they fail at once with `NotConnected`, and those in flight when it drops fail likewise (the
+ * caller knows best whether a repeated reported patch is still wanted). Cloud-to-device messages are acknowledged
+ * (PUBACK = complete, §2.8) when `onMessage` returns; one whose handler throws is not, and comes again.
+ */
+import { ApiVersions, base64Encode, TopicFilters, utf8Decode, utf8Encode } from '@fieldhub/protocol';
+import { slimError } from './errors';
+import type { Host, HostSocket } from './host';
+import { createDecoder, encodePacket } from './mqtt/codec';
+import type { Packet, PacketDecoder, PublishPacket } from './mqtt/packets';
+import { decodeBag, encodeBag } from './property-bag';
+import { decodeBase64, formatToken, pairValue, sasResource, tokenExpiry } from './sas';
+import type { SlimCallback, SlimClient, SlimClientOptions, SlimError, SlimMessage } from './types';
+
+/** A telemetry message waiting for its PUBACK. */
+interface PendingTelemetry {
+  topic: string;
+  payload: Uint8Array;
+  callback: SlimCallback<undefined> | undefined;
+  /** Packet identifier, 0 until first sent. */
+  id: number;
+  timer: unknown;
+}
+
+/** A twin request waiting for its response: a GET (answered with the twin) or a reported PATCH (its version). */
+interface PendingRequest {
+  rid: string;
+  get: boolean;
+  // SlimCallback<SlimTwin> for a GET, SlimCallback<number> for a PATCH.
+  callback: SlimCallback<unknown> | undefined;
+  timer: unknown;
+}
+
+// CONNACK return codes (MQTT 3.1.1 §3.2.2.3) as Azure's Node SDK maps them (protocol-device.md §2.2); 4 and 5
+// (bad user name or password, not authorized) fall to Unauthorized.
+const CONNACK_CODES = ['', 'UnacceptableProtocolVersion', 'Unauthorized', 'ServerUnavailable'];
+
+// Twin response statuses as the protocol's error names (protocol-device.md §2.6).
+function statusCode(status: number): string {
+  if (status === 429) return 'ThrottlingException';
+  return status >= 500 ? 'ServerError' : 'ArgumentInvalid';
+}
+
+// The value of a query parameter of a topic (`...?$rid=1&$version=2`).
+function queryValue(topic: string, name: string): string | undefined {
+  return pairValue(topic.slice(topic.indexOf('?') + 1), '&', name);
+}
+
+// JSON from a payload: `null` when empty; the text itself when it is not JSON (the hub sends JSON, but a payload
+// must not be lost to a parse error).
+function parseJson(payload: Uint8Array): unknown {
+  const text = utf8Decode(payload);
+  try {
+    return text ? JSON.parse(text) : null;
+  } catch (_error) {
+    return text;
+  }
+}
+
+/**
+ * Creates a slim client; it does nothing until `open()`. Callbacks of a call that cannot start (`BufferFull`,
+ * `NotConnected`, `Closed`, `TokenExpired`) run before the call returns; every other callback runs later, from a
+ * socket or timer event. Options that are not positive numbers take their defaults.
+ *
+ * @example
+ * ```ts
+ * const client = createClient(host, {
+ *   connectionString: 'HostName=hub.example;DeviceId=d1;SharedAccessKey=...',
+ *   onConnect: () => client.sendTelemetry('{"t":21}', { '$.ct': 'application/json' }),
+ *   onMethod: (request, respond) => respond(200, { ok: true }),
+ * });
+ * client.open();
+ * ```
+ * @throws {SlimError} `ArgumentInvalid` when the host name, device id or credential is missing (a key, a SAS
+ * token or `sign`; a key needs `host.hmacSha256`), or the key is not base64.
+ */
+export function createClient(host: Host, options: SlimClientOptions): SlimClient {
+  const cs = options.connectionString || '';
+  const setting = (value: string | undefined, name: string): string | undefined => value || pairValue(cs, ';', name);
+  const hostName = setting(options.hostName, 'HostName');
+  const deviceId = setting(options.deviceId, 'DeviceId');
+  const fixedToken = setting(options.sasToken, 'SharedAccessSignature');
+  const keyText = setting(options.sharedAccessKey, 'SharedAccessKey');
+  const sign = options.sign;
+  const key = keyText && !sign ? decodeBase64(keyText) : undefined;
+  if (!hostName || !deviceId || !(fixedToken || sign || (key && host.hmacSha256))) {
+    throw slimError('ArgumentInvalid', 'hostName, deviceId and a credential are required');
+  }
+  const lifetime = options.tokenLifetimeSeconds || 3600;
+  const keepAlive = options.keepAliveSeconds || 60;
+  const minDelay = options.reconnectMinMs || 1000;
+  const maxDelay = Math.max(minDelay, options.reconnectMaxMs || 60000);
+  const maxPending = options.maxPendingTelemetry || 8;
+  const timeout = options.operationTimeoutMs || 30000;
+  const maxPacket = options.maxPacketBytes || 135168;
+  const connectOptions = {
+    host: setting(options.connectHost, 'GatewayHostName') || hostName,
+    port: options.port || 8883,
+    // The certificate names the hub, also when dialling an address or a gateway.
+    tls: Object.assign({ servername: hostName }, options.tls),
+  };
+  const telemetryPrefix = 'devices/' + deviceId + '/messages/events/';
+  const cloudToDevicePrefix = 'devices/' + deviceId + '/messages/devicebound/';
+  // Only what has a handler is subscribed: a device without onMethod is offline for methods, as the hub says.
+  const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [{ topic: TopicFilters.twinResponses, qos: 0 }];
+  if (options.onMessage) subscriptions.push({ topic: cloudToDevicePrefix + '#', qos: 1 });
+  if (options.onDesired) subscriptions.push({ topic: TopicFilters.desiredProperties, qos: 0 });
+  if (options.onMethod) subscriptions.push({ topic: TopicFilters.methods, qos: 0 });
+
+  // Why the client stopped for good (`Closed`, `TokenExpired`), or '' while it runs.
+  let ended = '';
+  let opened = false;
+  let socket: HostSocket | null = null;
+  // Bumped for every connection attempt and loss, so that late events of an abandoned one are ignored.
+  let generation = 0;
+  // 0 no connection; 1 signing or dialling; 2 CONNECT sent; 3 SUBSCRIBE sent; 4 up.
+  let phase = 0;
+  let attempts = 0;
+  let nextId = 0;
+  let nextRid = 0;
+  let reconnectTimer: unknown = null;
+  // The connection's one deadline: sign + dial + CONNACK + SUBACK, later a PINGRESP.
+  let deadlineTimer: unknown = null;
+  let keepAliveTimer: unknown = null;
+  let renewTimer: unknown = null;
+  let closeCallbacks: Array<() => void> = [];
+  const pending: PendingTelemetry[] = [];
+  const requests: PendingRequest[] = [];
+  let decoder: PacketDecoder | null = null;
+
+  function log(message: string): void {
+    if (host.log) host.log('info', 'slim: ' + message);
+  }
+
+  // Runs an application callback with up to two arguments; what it throws is reported, never left to unwind
+  // through socket events. False when it threw.
+  function guard<A, B>(run: ((a: A, b: B) => void) | undefined, a?: A, b?: B): boolean {
+    try {
+      if (run) run(a as A, b as B);
+      return true;
+    } catch (error) {
+      if (options.onError) {
+        try {
+          options.onError(slimError('CallbackFailed', String(error)));
+        } catch (_ignored) {
+          // onError itself threw: nothing is left to tell.
+        }
+      }
+      return false;
+    }
+  }
+
+  function stopTimer(handle: unknown): null {
+    if (handle !== null) host.clearTimeout(handle);
+    return null;
+  }
+
+  function runCloseCallbacks(): void {
+    const callbacks = closeCallbacks;
+    closeCallbacks = [];
+    for (let i = 0; i < callbacks.length; i++) guard(callbacks[i]);
+  }
+
+  // Keep-alive counts from the last packet sent [MQTT-3.1.2-23]: ping after that much silence, and give the hub
+  // one operation timeout to answer.
+  function armKeepAlive(): void {
+    keepAliveTimer = stopTimer(keepAliveTimer);
+    if (phase === 4) {
+      keepAliveTimer = host.setTimeout(() => {
+        if (deadlineTimer === null) deadlineTimer = host.setTimeout(() => drop(slimError('Timeout')), timeout);
+        send({ type: 12 });
+      }, keepAlive * 1000);
+    }
+  }
+
+  function send(packet: Packet): void {
+    if (socket) {
+      socket.write(encodePacket(packet));
+      armKeepAlive();
+    }
+  }
+
+  function publish(topic: string, payload: Uint8Array, id: number, dup: boolean): void {
+    // The codec writes messageId for QoS 1 only.
+    send({ type: 3, topic: topic, payload: payload, qos: id ? 1 : 0, messageId: id, dup: dup, retain: false });
+  }
+
+  function allocateId(): number {
+    for (;;) {
+      nextId = nextId === 65535 ? 1 : nextId + 1;
+      let used = false;
+      for (let i = 0; i < pending.length; i++) if ((pending[i] as PendingTelemetry).id === nextId) used = true;
+      if (!used) return nextId;
+    }
+  }
+
+  function finishTelemetry(entry: PendingTelemetry, error: SlimError | null): void {
+    const index = pending.indexOf(entry);
+    if (index >= 0) {
+      pending.splice(index, 1);
+      entry.timer = stopTimer(entry.timer);
+      guard(entry.callback, error);
+    }
+  }
+
+  function transmit(entry: PendingTelemetry): void {
+    const dup = entry.id !== 0;
+    if (!dup) entry.id = allocateId();
+    entry.timer = stopTimer(entry.timer);
+    entry.timer = host.setTimeout(() => finishTelemetry(entry, slimError('Timeout')), timeout);
+    publish(entry.topic, entry.payload, entry.id, dup);
+  }
+
+  function finishRequest(rid: string, error: SlimError | null, version?: number, payload?: Uint8Array): void {
+    for (let i = 0; i < requests.length; i++) {
+      const request = requests[i] as PendingRequest;
+      if (request.rid === rid) {
+        requests.splice(i, 1);
+        stopTimer(request.timer);
+        // A GET answers the twin, a PATCH the new reported version.
+        guard(request.callback, error, error ? undefined : request.get ? parseJson(payload as Uint8Array) : version);
+        return;
+      }
+    }
+  }
+
+  function twinRequest(get: boolean, topic: string, body: string, callback: PendingRequest['callback']): void {
+    if (ended || phase !== 4 || requests.length >= maxPending) {
+      if (callback) callback(slimError(ended || (phase !== 4 ? 'NotConnected' : 'BufferFull')));
+      return;
+    }
+    const rid = String(++nextRid);
+    requests.push({
+      rid: rid,
+      get: get,
+      callback: callback,
+      timer: host.setTimeout(() => finishRequest(rid, slimError('Timeout')), timeout),
+    });
+    publish(topic + rid, utf8Encode(body), 0, false);
+  }
+
+  function onPublish(packet: PublishPacket): void {
+    const topic = packet.topic;
+    const payload = packet.payload;
+    const rid = queryValue(topic, '$rid');
+    let acknowledge = true;
+    if (topic.indexOf('$iothub/twin/res/') === 0) {
+      // `$iothub/twin/res/{status}/?$rid={rid}[&$version={version}]`
+      const status = Number(topic.slice(17, topic.indexOf('/', 17)));
+      const version = queryValue(topic, '$version');
+      if (rid !== undefined) {
+        finishRequest(
+          rid,
+          status < 300 ? null : slimError(statusCode(status), 'status ' + status, status),
+          version === undefined ? undefined : Number(version),
+          payload,
+        );
+      }
+    } else if (topic.indexOf('$iothub/twin/PATCH/properties/desired/') === 0) {
+      // `...desired/?$version={version}`; the patch carries `$version` too.
+      const version = Number(queryValue(topic, '$version'));
+      const patch = parseJson(payload) as { [key: string]: unknown };
+      guard(options.onDesired, patch, version);
+    } else if (topic.indexOf('$iothub/methods/POST/') === 0) {
+      // `$iothub/methods/POST/{name}/?$rid={rid}`, answered on `$iothub/methods/res/{status}/?$rid={rid}`.
+      const onMethod = options.onMethod;
+      const request = { name: topic.slice(21, topic.indexOf('/', 21)), payload: parseJson(payload) };
+      let answered = false;
+      const respond = (status: number, result?: unknown): void => {
+        if (!answered) {
+          answered = true;
+          const body = JSON.stringify(result === undefined ? null : result);
+          publish('$iothub/methods/res/' + status + '/?$rid=' + rid, utf8Encode(body), 0, false);
+        }
+      };
+      // A handler that throws answers 500 rather than leaving the service caller to its timeout.
+      if (onMethod && rid !== undefined && !guard(onMethod, request, respond)) respond(500);
+    } else if (topic.indexOf(cloudToDevicePrefix) === 0) {
+      const bag = decodeBag(topic.slice(cloudToDevicePrefix.length));
+      const message: SlimMessage = { payload: payload, text: utf8Decode(payload), properties: {} };
+      const names = Object.keys(bag);
+      for (let i = 0; i < names.length; i++) {
+        const name = names[i] as string;
+        const value = bag[name] as string;
+        if (name === '$.mid') message.messageId = value;
+        else if (name === '$.cid') message.correlationId = value;
+        else if (name === '$.ct') message.contentType = value;
+        else if (name === '$.ce') message.contentEncoding = value;
+        else if (name.indexOf('$.') !== 0 && name !== 'iothub-ack') message.properties[name] = value;
+      }
+      acknowledge = guard(options.onMessage, message);
+    }
+    if (packet.messageId && acknowledge) send({ type: 4, messageId: packet.messageId });
+  }
+
+  function onPacket(packet: Packet): void {
+    // Any packet shows the connection alive: a pending PINGRESP deadline is met.
+    if (phase === 4) deadlineTimer = stopTimer(deadlineTimer);
+    if (packet.type === 2 && phase === 2) {
+      if (packet.returnCode) {
+        drop(slimError(CONNACK_CODES[packet.returnCode] || 'Unauthorized', 'CONNACK ' + packet.returnCode));
+      } else {
+        phase = 3;
+        send({ type: 8, messageId: allocateId(), subscriptions: subscriptions });
+      }
+    } else if (packet.type === 9 && phase === 3) {
+      if (packet.granted.indexOf(128) >= 0) {
+        drop(slimError('Unauthorized', 'SUBACK'));
+        return;
+      }
+      deadlineTimer = stopTimer(deadlineTimer);
+      phase = 4;
+      attempts = 0;
+      log('connected');
+      // Messages left unacknowledged by the last connection first, then those queued offline, in order.
+      const waiting = pending.slice();
+      for (let i = 0; i < waiting.length; i++) transmit(waiting[i] as PendingTelemetry);
+      armKeepAlive();
+      guard(options.onConnect);
+    } else if (packet.type === 4) {
+      for (let i = 0; i < pending.length; i++) {
+        const entry = pending[i] as PendingTelemetry;
+        if (entry.id === packet.messageId) {
+          finishTelemetry(entry, null);
+          break;
+        }
+      }
+    } else if (packet.type === 3 && phase === 4) {
+      onPublish(packet);
+    } else if (packet.type !== 13) {
+      drop(slimError('ProtocolError', 'packet ' + packet.type));
+    }
+  }
+
+  // Ends the current connection or attempt, if any, and plans what comes next: nothing once ended, an immediate
+  // reconnect after a renewal (no error), else a reconnect after the backoff. Safe to call from any event.
+  function drop(error?: SlimError): void {
+    const was = phase;
+    const current = socket;
+    generation++;
+    socket = null;
+    phase = 0;
+    deadlineTimer = stopTimer(deadlineTimer);
+    keepAliveTimer = stopTimer(keepAliveTimer);
+    renewTimer = stopTimer(renewTimer);
+    for (let i = 0; i < pending.length; i++) {
+      const entry = pending[i] as PendingTelemetry;
+      entry.timer = stopTimer(entry.timer);
+    }
+    const failed = requests.splice(0, requests.length);
+    for (let i = 0; i < failed.length; i++) {
+      const request = failed[i] as PendingRequest;
+      stopTimer(request.timer);
+      guard(request.callback, slimError(ended || 'NotConnected'));
+    }
+    // The rest of a chunk being decoded belongs to the connection given up.
+    if (decoder) decoder.reset();
+    if (current) {
+      // A clean goodbye when leaving on purpose a session that has sent CONNECT (§3.14).
+      if (!error && was >= 2) current.write(encodePacket({ type: 14 }));
+      current.close();
+    }
+    if (was === 4) {
+      log('disconnected');
+      guard(options.onDisconnect, error);
+    } else if (error && !ended) {
+      // A failed attempt (refused, unreachable, timed out) has no callback of its own to carry it.
+      guard(options.onError, error);
+    }
+    if (ended) {
+      runCloseCallbacks();
+    } else if (opened && reconnectTimer === null) {
+      const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(attempts, 20));
+      const delay = error ? Math.max(minDelay, ceiling * (0.5 + Math.random() / 2)) : 0;
+      if (error) attempts++;
+      log('reconnect in ' + Math.round(delay));
+      reconnectTimer = host.setTimeout(connect, delay);
+    }
+  }
+
+  function dial(mine: number, token: string, expiry: number): void {
+    let early = false;
+    if (!decoder) decoder = createDecoder(onPacket, (error) => drop(slimError('ProtocolError', error.code)), maxPacket);
+    decoder.reset();
+    const onConnected = (): void => {
+      phase = 2;
+      const connectPacket: Packet = {
+        type: 1,
+        clientId: deviceId as string,
+        keepAlive: keepAlive,
+        clean: true,
+        username: hostName + '/' + deviceId + '/?api-version=' + ApiVersions.iotHub,
+        password: token,
+      };
+      send(connectPacket);
+      // Renew at 80 % of the lifetime: drop() without an error reconnects at once, with a new token.
+      if (expiry) renewTimer = host.setTimeout(drop, (expiry * 1000 - host.now()) * 0.8);
+    };
+    const created = host.connect(connectOptions, {
+      onConnect: () => {
+        if (mine !== generation) return;
+        // A host may report the connection before connect() has returned the socket.
+        if (socket) onConnected();
+        else early = true;
+      },
+      onData: (bytes) => {
+        if (mine === generation && decoder) decoder.push(bytes);
+      },
+      onClose: (error) => {
+        if (mine === generation) drop(slimError('ConnectionLost', error ? String(error) : ''));
+      },
+    });
+    if (mine !== generation) {
+      created.close();
+    } else {
+      socket = created;
+      if (early) onConnected();
+    }
+  }
+
+  function connect(): void {
+    reconnectTimer = null;
+    if (ended || phase) return;
+    const fixedExpiry = fixedToken ? tokenExpiry(fixedToken) : 0;
+    if (fixedExpiry && fixedExpiry * 1000 <= host.now()) {
+      end('TokenExpired');
+      return;
+    }
+    log('connecting');
+    const mine = ++generation;
+    phase = 1;
+    deadlineTimer = host.setTimeout(() => drop(slimError('Timeout')), timeout);
+    if (fixedToken) {
+      dial(mine, fixedToken, 0);
+      return;
+    }
+    const expiry = Math.floor(host.now() / 1000) + lifetime;
+    const resource = sasResource(hostName as string, deviceId as string);
+    const stringToSign = resource + '\n' + expiry;
+    const signed = (error: Error | null, signature?: string): void => {
+      // Too late when the attempt timed out or the client closed meanwhile.
+      if (mine !== generation) return;
+      if (error || !signature) drop(slimError('SigningFailed', error ? error.message : ''));
+      else dial(mine, formatToken(resource, signature, expiry), expiry);
+    };
+    if (sign) sign(stringToSign, signed);
+    else if (key && host.hmacSha256) signed(null, base64Encode(host.hmacSha256(key, utf8Encode(stringToSign))));
+  }
+
+  // Stops the client for good: pending telemetry fails with `code`, twin requests in drop().
+  function end(code: string): void {
+    ended = code;
+    reconnectTimer = stopTimer(reconnectTimer);
+    const failed = pending.splice(0, pending.length);
+    for (let i = 0; i < failed.length; i++) {
+      const entry = failed[i] as PendingTelemetry;
+      entry.timer = stopTimer(entry.timer);
+      guard(entry.callback, slimError(code));
+    }
+    if (code !== 'Closed') guard(options.onError, slimError(code));
+    drop();
+  }
+
+  return {
+    open: (): void => {
+      if (!opened && !ended) {
+        opened = true;
+        connect();
+      }
+    },
+    sendTelemetry: (payload, properties, callback): void => {
+      if (ended || pending.length >= maxPending) {
+        if (callback) callback(slimError(ended || 'BufferFull'));
+        return;
+      }
+      const entry: PendingTelemetry = {
+        topic: telemetryPrefix + encodeBag(properties),
+        payload: typeof payload === 'string' ? utf8Encode(payload) : payload,
+        callback: callback,
+        id: 0,
+        timer: null,
+      };
+      pending.push(entry);
+      if (phase === 4) transmit(entry);
+    },
+    getTwin: (callback): void => twinRequest(true, '$iothub/twin/GET/?$rid=', '', callback as SlimCallback<unknown>),
+    updateReported: (patch, callback): void =>
+      twinRequest(
+        false,
+        '$iothub/twin/PATCH/properties/reported/?$rid=',
+        JSON.stringify(patch),
+        callback as SlimCallback<unknown> | undefined,
+      ),
+    get connected(): boolean {
+      return phase === 4;
+    },
+    close: (callback): void => {
+      if (callback) closeCallbacks.push(callback);
+      if (ended === 'Closed') runCloseCallbacks();
+      else end('Closed');
+    },
+  };
+}
