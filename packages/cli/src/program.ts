@@ -1,5 +1,6 @@
 import { HubError } from '@fieldhub/protocol';
 import { Command, CommanderError } from 'commander';
+import { addBridgeCommand } from './commands/bridge';
 import { addCloudToDeviceCommands } from './commands/c2d';
 import { addCaCommands } from './commands/ca';
 import { addCertCommands } from './commands/cert';
@@ -31,6 +32,7 @@ export function createProgram(): Command {
   addCaCommands(program);
   addSasCommands(program);
   addDpsCommands(program);
+  addBridgeCommand(program);
   return program;
 }
 
