@@ -156,8 +156,13 @@ int fb_link_init(fb_link *l, const fb_link_config *cfg, const fb_link_callbacks 
 void fb_link_start(fb_link *l, uint32_t now_ms) {
   static const uint8_t flush = 0; /* const data, not state */
   l->now = now_ms;
+  fb_cobs_decoder_init(&l->dec, l->dec.buf, l->dec.cap); /* a partial frame from before is void */
   if (l->cfg.role == FB_ROLE_MCU) {
     l->cb.write(l->ctx, &flush, 1);
+  }
+  if (l->up) {
+    link_down(l, FB_DOWN_RESTART, 1); /* MCU: HELLO, gateway: RESET */
+  } else if (l->cfg.role == FB_ROLE_MCU) {
     send_hello(l, FB_T_HELLO);
   } else {
     send_ctl(l, FB_T_RESET, 0, 0, 0);

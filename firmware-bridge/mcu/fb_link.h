@@ -24,6 +24,7 @@
 #define FB_DOWN_SILENCE 2u /* nothing valid received for 3 x heartbeatMs */
 #define FB_DOWN_RESET 3u   /* the peer sent RESET */
 #define FB_DOWN_HELLO 4u   /* (gateway) the MCU said HELLO again: it restarted; the link comes up again at once */
+#define FB_DOWN_RESTART 5u /* fb_link_start called while up (the application reopened its port) */
 
 typedef struct fb_link_config {
   uint8_t role;               /* FB_ROLE_MCU or FB_ROLE_GATEWAY */
@@ -95,7 +96,8 @@ typedef struct fb_link {
 int fb_link_init(fb_link *l, const fb_link_config *cfg, const fb_link_callbacks *cb, void *ctx, uint8_t *rx,
                  size_t rx_size, uint8_t *tx, size_t tx_slot_size, uint8_t tx_slots);
 
-/* Start: the MCU sends a lone 0x00 (flushing the gateway's partial frame) and HELLO; the gateway sends RESET. */
+/* Start, or start over (after reopening a port): the MCU sends a lone 0x00 (flushing the gateway's partial frame)
+ * and HELLO; the gateway sends RESET. A link that was up goes down first (on_link with FB_DOWN_RESTART). */
 void fb_link_start(fb_link *l, uint32_t now_ms);
 
 /* Bytes received from the UART, in order. */
