@@ -427,10 +427,26 @@ describe('createEcma419Host', () => {
     expect(() => createEcma419Host({ TCP: FakeSocket })).toThrow(expect.objectContaining({ code: 'ArgumentError' }));
   });
 
-  it('refuses TLS without a TLSSocket class', () => {
-    const host = createEcma419Host({ TCP: FakeSocket, Timer: fakeTimer() });
-    expect(() => host.connect({ host: '127.0.0.1', port: 8883, tls: {} }, recorder())).toThrow(
+  it('refuses TLS without a TLSSocket class, plain TCP without a TCP class, and neither class at all', () => {
+    const plain = createEcma419Host({ TCP: FakeSocket, Timer: fakeTimer() });
+    expect(() => plain.connect({ host: '127.0.0.1', port: 8883, tls: {} }, recorder())).toThrow(
       expect.objectContaining({ code: 'ArgumentError' }),
     );
+    const secure = createEcma419Host({ TLSSocket: FakeSocket, Timer: fakeTimer() });
+    expect(() => secure.connect({ host: '127.0.0.1', port: 1883 }, recorder())).toThrow(
+      expect.objectContaining({ code: 'ArgumentError' }),
+    );
+    expect(() => createEcma419Host({ Timer: fakeTimer() })).toThrow(expect.objectContaining({ code: 'ArgumentError' }));
+  });
+
+  it('dials TLS with a TLSSocket class alone (a native TLS socket needs no TCP class)', () => {
+    const timer = fakeTimer();
+    FakeSocket.made = [];
+    const host = createEcma419Host({ TLSSocket: FakeSocket, Timer: timer });
+    host.connect({ host: '127.0.0.1', port: 8883, tls: { servername: 'hub.local' } }, recorder());
+    timer.run();
+    const options = (FakeSocket.made[0] as FakeSocket).options;
+    expect(options.TCP).toBeUndefined();
+    expect(options.tls).toEqual({ host: 'hub.local' });
   });
 });

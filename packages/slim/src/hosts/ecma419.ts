@@ -113,8 +113,9 @@ export type Ecma419HmacClass = new (
 
 /** Options of {@link createEcma419Host}: the runtime's modules, injected. */
 export interface Ecma419HostOptions {
-  /** `embedded:io/socket/tcp`: plain TCP, and the transport under Moddable's sample TLS socket. */
-  TCP: Ecma419SocketClass;
+  /** `embedded:io/socket/tcp`: plain TCP, and the transport under Moddable's sample TLS socket (passed to it as
+   * `TCP: {io: TCP}`). Required to dial without TLS. */
+  TCP?: Ecma419SocketClass;
   /** `embedded:io/socket/tcp/tls`; required to dial with TLS options. */
   TLSSocket?: Ecma419SocketClass;
   /** A DNS resolver for host names; without it only IP addresses can be dialled. */
@@ -163,7 +164,7 @@ function bufferOf(bytes: Uint8Array): ArrayBuffer {
  * tell a clean close by the peer from a failure). Without `Digest` and `HMAC` the host has no
  * `hmacSha256`: give the client `sign`, a SAS token, or the portable `hmacSha256` of `@fieldhub/protocol`.
  *
- * @throws {Error} (code `ArgumentError`) when `TCP` is missing, when neither `setTimeout` / `clearTimeout` nor
+ * @throws {Error} (code `ArgumentError`) when neither `TCP` nor `TLSSocket` is given, when neither `setTimeout` / `clearTimeout` nor
  * `Timer` is given, or when only one of `Digest` and `HMAC` is.
  */
 export function createEcma419Host(options: Ecma419HostOptions): Host {
@@ -175,7 +176,7 @@ export function createEcma419Host(options: Ecma419HostOptions): Host {
   const HMAC = options.HMAC;
   const setTimer = options.setTimeout;
   const clearTimer = options.clearTimeout;
-  if (!TCP) throw hostError('ArgumentError', 'createEcma419Host: TCP is required');
+  if (!TCP && !TLSSocket) throw hostError('ArgumentError', 'createEcma419Host: give TCP or TLSSocket');
   if (!(setTimer && clearTimer) && !Timer) {
     throw hostError('ArgumentError', 'createEcma419Host: give setTimeout and clearTimeout, or Timer');
   }
@@ -190,7 +191,12 @@ export function createEcma419Host(options: Ecma419HostOptions): Host {
 
   const connect = (target: HostConnectOptions, events: HostSocketEvents): HostSocket => {
     const tls = target.tls;
-    if (tls && !TLSSocket) throw hostError('ArgumentError', 'createEcma419Host: TLS needs TLSSocket');
+    const Socket = tls ? TLSSocket : TCP;
+    if (!Socket)
+      throw hostError(
+        'ArgumentError',
+        tls ? 'createEcma419Host: TLS needs TLSSocket' : 'createEcma419Host: plain TCP needs TCP',
+      );
     let socket: Ecma419Socket | undefined;
     // 0 connecting, 1 connected, 2 closed: no callback reaches the client after 2.
     let state = 0;
@@ -283,10 +289,10 @@ export function createEcma419Host(options: Ecma419HostOptions): Host {
         }
         socketOptions.tls = spec;
         socketOptions.secure = secure;
-        socketOptions.TCP = { io: TCP };
+        if (TCP) socketOptions.TCP = { io: TCP };
       }
       try {
-        socket = new ((tls ? TLSSocket : TCP) as Ecma419SocketClass)(socketOptions);
+        socket = new Socket(socketOptions);
       } catch (error) {
         // The constructor throws when the resource is busy or the options are refused (ECMA-419 IO class
         // pattern): a failed connection, reported as such.
