@@ -135,17 +135,18 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
   const crypto = options.crypto;
   const hmac = options.hmac;
   const log = options.log;
-  if (!net) throw hostError('ArgumentError', 'createEspruinoHost: net is required');
-  if (!crypto !== !hmac) throw hostError('ArgumentError', 'createEspruinoHost: give crypto and hmac together');
+  const invalid = (message: string): Error => hostError('ArgumentError', 'createEspruinoHost: ' + message);
+  if (!net) throw invalid('no net');
+  if (!crypto !== !hmac) throw invalid('crypto and hmac go together');
   const later =
     options.setTimeout || (typeof setTimeout === 'function' ? (f: () => void, ms: number) => setTimeout(f, ms) : null);
   const cancel =
     options.clearTimeout || (typeof clearTimeout === 'function' ? (handle: unknown) => clearTimeout(handle) : null);
-  if (!later || !cancel) throw hostError('ArgumentError', 'createEspruinoHost: no setTimeout / clearTimeout');
+  if (!later || !cancel) throw invalid('no timers');
 
   const connect = (target: HostConnectOptions, events: HostSocketEvents): HostSocket => {
     const tls = target.tls;
-    if (tls && !tlsModule) throw hostError('ArgumentError', 'createEspruinoHost: TLS needs the tls module');
+    if (tls && !tlsModule) throw invalid('no tls');
     // 0 connecting, 1 connected, 2 closing (close() called: no more data), 3 closed: nothing after onClose.
     let state = 0;
     // A batch is in Espruino's send buffer: the next waits for `drain`.
