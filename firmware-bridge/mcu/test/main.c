@@ -28,6 +28,7 @@ int main(int argc, char **argv) {
   const char *only = argc > 1 ? argv[1] : 0; /* run the tests whose name contains this */
   run_table(codec_tests, &passed, &failed, only);
   run_table(fixture_tests, &passed, &failed, only);
+  run_table(link_tests, &passed, &failed, only);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

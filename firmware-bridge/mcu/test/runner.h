@@ -34,6 +34,7 @@ typedef struct fb_test {
 /* Each test file exports its table. */
 extern const fb_test codec_tests[];
 extern const fb_test fixture_tests[];
+extern const fb_test link_tests[];
 
 /* A seeded PRNG (xorshift32): the same faults on every run. */
 typedef struct fb_rng {
