@@ -31,6 +31,29 @@
         log: h.log,
       };
     }
+    // The bundle's own adapters over the runtime-shaped sockets of shapes.js: their HMAC, timers and sockets.
+    if (kind === 'ecma419') {
+      const moddable = bridge.ecma419;
+      return slim.createEcma419Host({
+        TLSSocket: moddable.TLSSocket,
+        Timer: moddable.Timer,
+        Digest: moddable.Digest,
+        HMAC: moddable.HMAC,
+        log: bridge.host.log,
+      });
+    }
+    if (kind === 'espruino') {
+      const espruino = bridge.espruino;
+      return slim.createEspruinoHost({
+        net: espruino.net,
+        tls: espruino.tls,
+        crypto: espruino.crypto,
+        hmac: espruino.hmac,
+        setTimeout: espruino.setTimeout,
+        clearTimeout: espruino.clearTimeout,
+        log: bridge.host.log,
+      });
+    }
     throw new Error('scenario: unknown host ' + kind);
   }
 

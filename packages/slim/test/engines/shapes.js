@@ -1,7 +1,9 @@
 // Runtime-shaped sockets over the bridge: a plain ES2020 script evaluated inside the engine after bridge.js, so the
 // slim bundle's own host adapters (createEcma419Host, createEspruinoHost) can run in the engine against the real
 // hub: the adapters see the socket APIs of Moddable and Espruino, the bytes travel through the bridge.
-// It installs `bridge.ecma419` ({TLSSocket}) and `bridge.espruino` ({tls}).
+// It installs `bridge.ecma419` ({TLSSocket, Digest, HMAC, Timer}: what createEcma419Host takes) and
+// `bridge.espruino` ({net, tls, crypto, hmac, setTimeout, clearTimeout}: what createEspruinoHost takes). Digest and
+// the HMACs run in the engine over the bridge's SHA-256.
 (() => {
   const bridge = globalThis.bridge;
   const host = bridge.host;
@@ -115,56 +117,179 @@
   }
 
   /**
-   * Espruino's `require('tls')` (embedded-runtimes.md §1.2): `connect({host, port, ca, key, cert}, callback)` gives
-   * a socket emitting `data` (a binary string, as Espruino delivers it), `end`, `close` and `error`; `write` takes
-   * a string, an array or a typed array; `end()` closes.
+   * Espruino's `require('net')` and `require('tls')` (embedded-runtimes.md §1.2): `connect({host, port, ca, key,
+   * cert}, callback)` gives a socket emitting `data` (a binary string, as Espruino delivers it), `drain` (the send
+   * buffer is out), `error` ({code, message}), `end` and `close`; `write` takes a string, an array or a typed
+   * array; `end()` closes. (Espruino itself sends a fixed SNI and checks no certificate; here the test process
+   * verifies the hub's certificate for the name given.)
    */
-  const espruinoTls = {
-    connect(options, onConnected) {
-      const listeners = { connect: [], data: [], end: [], close: [], error: [] };
-      let ended = false;
-      const emit = (name, value) => {
-        const list = listeners[name].slice();
-        for (let i = 0; i < list.length; i++) list[i](value);
-      };
-      const socketObject = {
-        on(name, listener) {
-          if (!listeners[name]) throw new Error('tls socket: no event ' + name);
-          listeners[name].push(listener);
-          return socketObject;
+  function espruinoSockets(secure) {
+    return { connect: (options, onConnected) => espruinoConnect(secure, options, onConnected) };
+  }
+
+  function espruinoConnect(secure, options, onConnected) {
+    const listeners = { connect: [], data: [], drain: [], end: [], close: [], error: [] };
+    let ended = false;
+    // Writes not yet taken by the test process's socket; `drain` when none are left, as Espruino's send buffer.
+    let unsent = 0;
+    const emit = (name, value) => {
+      const list = listeners[name].slice();
+      for (let i = 0; i < list.length; i++) list[i](value);
+    };
+    const socketObject = {
+      on(name, listener) {
+        if (!listeners[name]) throw new Error('tls socket: no event ' + name);
+        listeners[name].push(listener);
+        return socketObject;
+      },
+      write(data) {
+        if (ended) throw new Error('This socket is closed.');
+        unsent++;
+        socket.write(bytesOfEspruinoData(data));
+        return true;
+      },
+      end() {
+        if (ended) return;
+        ended = true;
+        socket.close();
+      },
+    };
+    const tls = secure ? { servername: options.servername || options.host } : undefined;
+    const socket = host.connect(
+      { host: options.host, port: options.port, tls },
+      {
+        onConnect() {
+          if (typeof onConnected === 'function') onConnected();
+          emit('connect');
         },
-        write(data) {
-          if (!ended) socket.write(bytesOfEspruinoData(data));
-          return true;
+        onData(bytes) {
+          emit('data', binaryString(bytes));
         },
-        end() {
-          if (ended) return;
+        onWritten() {
+          unsent--;
+          if (unsent === 0 && !ended) emit('drain');
+        },
+        onClose(error) {
           ended = true;
-          socket.close();
+          // Espruino's error event carries {code, message}; `close` follows once.
+          if (error) emit('error', { code: 'SOCKET_ERROR', message: String(error.message) });
+          emit('end');
+          emit('close', !!error);
         },
-      };
-      const socket = host.connect(
-        { host: options.host, port: options.port, tls: { servername: options.servername || options.host } },
-        {
-          onConnect() {
-            if (typeof onConnected === 'function') onConnected();
-            emit('connect');
-          },
-          onData(bytes) {
-            emit('data', binaryString(bytes));
-          },
-          onClose(error) {
-            ended = true;
-            if (error) emit('error', error);
-            emit('end');
-            emit('close', !!error);
-          },
-        },
-      );
-      return socketObject;
+      },
+    );
+    return socketObject;
+  }
+
+  function bufferBytes(buffer) {
+    return buffer instanceof ArrayBuffer ? new Uint8Array(buffer) : bytesOfEspruinoData(buffer);
+  }
+
+  /** Espruino's `require('crypto')`, the part the host uses: `SHA256(ArrayBuffer)` gives an ArrayBuffer. */
+  const espruinoCrypto = {
+    SHA256(data) {
+      return bridge.sha256(bufferBytes(data)).buffer;
     },
   };
 
-  bridge.ecma419 = { TLSSocket };
-  bridge.espruino = { tls: espruinoTls };
+  /** HMAC over any hash: the key padded to the block, inner and outer hashes (RFC 2104). */
+  function hmacWith(hash, blockSize, key, message) {
+    const block = new Uint8Array(blockSize);
+    block.set(key.length > blockSize ? hash(key) : key);
+    const inner = new Uint8Array(blockSize + message.length);
+    for (let i = 0; i < blockSize; i++) inner[i] = block[i] ^ 0x36;
+    inner.set(message, blockSize);
+    const innerHash = hash(inner);
+    const outer = new Uint8Array(blockSize + innerHash.length);
+    for (let i = 0; i < blockSize; i++) outer[i] = block[i] ^ 0x5c;
+    outer.set(innerHash, blockSize);
+    return hash(outer);
+  }
+
+  /** The EspruinoDocs `hmac` module: `new HMAC(keyBuffer, crypto.SHA256, 64, 32).digest(messageBuffer)`. */
+  class EspruinoHmac {
+    constructor(key, hash, blockSize, outputSize) {
+      const keyBytes = bufferBytes(key);
+      this.digest = (message) => {
+        const mac = hmacWith(
+          (data) => new Uint8Array(hash(data.slice().buffer)),
+          blockSize,
+          keyBytes,
+          bufferBytes(message),
+        );
+        return mac.slice(0, outputSize).buffer;
+      };
+    }
+  }
+
+  /** Moddable's `crypt` `Digest` (the SHA256 algorithm only): `write`, `close` gives an ArrayBuffer, `reset`. */
+  class Digest {
+    constructor(algorithm) {
+      if (algorithm !== 'SHA256') throw new RangeError('Digest: only SHA256 here');
+      let parts = [];
+      this.blockSize = 64;
+      this.outputSize = 32;
+      this.write = (data) => {
+        parts.push(copyBytes(data));
+      };
+      this.reset = () => {
+        parts = [];
+      };
+      this.close = () => {
+        let length = 0;
+        for (const part of parts) length += part.length;
+        const all = new Uint8Array(length);
+        let at = 0;
+        for (const part of parts) {
+          all.set(part, at);
+          at += part.length;
+        }
+        parts = [];
+        return bridge.sha256(all).buffer;
+      };
+    }
+  }
+
+  /** Moddable's `hmac` module (modules/crypt/etc/hmac.js): `new HMAC(digest, key)`, `update`, `close`. */
+  class ModdableHmac {
+    constructor(digest, key) {
+      const keyBytes = bufferBytes(key);
+      const parts = [];
+      const hash = (data) => {
+        digest.reset();
+        digest.write(data.slice().buffer);
+        return new Uint8Array(digest.close());
+      };
+      this.update = (data) => {
+        parts.push(copyBytes(data));
+      };
+      this.close = () => {
+        let length = 0;
+        for (const part of parts) length += part.length;
+        const message = new Uint8Array(length);
+        let at = 0;
+        for (const part of parts) {
+          message.set(part, at);
+          at += part.length;
+        }
+        return hmacWith(hash, digest.blockSize, keyBytes, message).buffer;
+      };
+    }
+  }
+
+  /** Moddable's `timer` module, the part the host uses: `set(callback, ms)` and `clear(id)`. */
+  const Timer = {
+    set: (callback, ms) => host.setTimeout(callback, ms),
+    clear: (id) => host.clearTimeout(id),
+  };
+
+  bridge.ecma419 = { TLSSocket, Digest, HMAC: ModdableHmac, Timer };
+  bridge.espruino = {
+    net: espruinoSockets(false),
+    tls: espruinoSockets(true),
+    crypto: espruinoCrypto,
+    hmac: { HMAC: EspruinoHmac },
+    setTimeout: host.setTimeout,
+    clearTimeout: host.clearTimeout,
+  };
 })();
