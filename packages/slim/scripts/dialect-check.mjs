@@ -19,6 +19,7 @@ const loweredByBabel = new Set([
   'static-block',
   'numeric-separator',
   'logical-assignment',
+  'trailing-comma',
 ]);
 
 /** The rules the dialect enforces; `host-global` only outside the host adapters (`src/hosts/`). */

@@ -29,6 +29,7 @@ export const RULES = {
   'optional-chaining': 'optional chaining `?.`',
   'logical-assignment': '`??=` / `||=` / `&&=`',
   'computed-key': 'computed property key `[k]`',
+  'trailing-comma': 'trailing comma in arguments or parameters `f(a,)` (ES2017; only arrays and objects take one)',
   'tagged-template': 'tagged template',
   'template-literal':
     'template literal (trap 2: `this` used only inside a substitution in an arrow is not captured; lower to `+`)',
@@ -174,11 +175,13 @@ function declarationOf(statement) {
  */
 export function checkSource(source, options = {}) {
   const rules = options.rules ?? ESPRUINO_RULES;
+  const tokens = [];
   const ast = parse(source, {
     ecmaVersion: options.ecmaVersion ?? 'latest',
     sourceType: options.sourceType ?? 'script',
     locations: true,
     allowHashBang: true,
+    onToken: tokens,
   });
   /** @type {Violation[]} */
   const violations = [];
@@ -588,6 +591,12 @@ export function checkSource(source, options = {}) {
 
   function visit(node, st) {
     recursive(node, st, visitors, base);
+  }
+
+  // Trailing commas leave no trace in the tree: look at the tokens (`,` right before `)`).
+  for (let index = 1; index < tokens.length; index++) {
+    if (tokens[index].type.label === ')' && tokens[index - 1].type.label === ',')
+      report(tokens[index - 1], 'trailing-comma');
   }
 
   const program = newScope(null, 0);

@@ -2,7 +2,7 @@
 // The size budget (issue #11): the minified Espruino script must stay under 12 KB, because Espruino keeps the
 // module's source in its JsVar blocks (embedded-runtimes.md §1.2: 12-16 bytes per block, 1,700 to 16,383 blocks
 // per board). Prints both bundles' sizes, raw and gzip, and what each module contributes to the Espruino script
-// (rendered size after tree-shaking and lowering, before minifying: a relative measure of where the bytes go).
+// (its code after tree-shaking and lowering, without comments and whitespace: where the bytes go).
 //
 // Usage: node scripts/size-budget.mjs [--dist DIR] [--limit BYTES]   Exit 1 when over budget or a bundle is missing.
 import { existsSync, readFileSync } from 'node:fs';
@@ -48,10 +48,10 @@ export function checkBudget(dist, limit = ESPRUINO_BUDGET_BYTES) {
   if (existsSync(modulesPath)) {
     const modules = Object.entries(JSON.parse(readFileSync(modulesPath, 'utf8'))).sort((a, b) => b[1] - a[1]);
     const total = modules.reduce((sum, [, size]) => sum + size, 0);
-    lines.push(`  espruino script by module (rendered before minifying, ${total} B):`);
+    lines.push(`  espruino script by module (lowered code without comments and whitespace, ${total} B):`);
     for (const [id, size] of over ? modules : modules.slice(0, 6)) {
       const share = total > 0 ? Math.round((size / total) * 100) : 0;
-      lines.push(`    ${String(size).padStart(6)} B ${String(share).padStart(3)}%  ${id.replace(/\0/g, '')}`);
+      lines.push(`    ${String(size).padStart(6)} B ${String(share).padStart(3)}%  ${id}`);
     }
   }
   if (over) {

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkSource, ESPRUINO_RULES } from '../../scripts/espruino-gate.mjs';
 import { checkModdableBundle } from '../../scripts/moddable-check.mjs';
@@ -22,6 +23,8 @@ const samples: Array<[rule: string, source: string]> = [
   ['logical-assignment', 'var a; a ??= 1;'],
   ['computed-key', 'var k = "x"; var o = { [k]: 1 };'],
   ['computed-key', 'var k = "x"; class C { [k]() {} }'],
+  ['trailing-comma', 'function f(a) { return a; } f(1,);'],
+  ['trailing-comma', 'function f(a,) { return a; }'],
   ['tagged-template', 'function tag() {} var a = tag`x`;'],
   ['template-literal', 'var a = 1; var b = `a\u0024{a}`;'],
   ['private-name', 'class C { #a = 1; get() { return this.#a; } }'],
@@ -113,6 +116,14 @@ describe('the Espruino syntax gate', () => {
     const [violation] = checkSource('var a = 1;\nvar b = f();\nfunction f() { return a; }');
     expect(violation).toMatchObject({ line: 2, column: 9, rule: 'hoisting', declaredAt: { line: 3, column: 1 } });
     expect(violation?.message).toContain('f (declared at 3:1)');
+  });
+});
+
+describe('the Espruino example', () => {
+  it('keeps to what Espruino runs (its require calls are the host glue)', () => {
+    const main = readFileSync(new URL('../../../../examples/espruino/main.js', import.meta.url), 'utf8');
+    const rules = new Set([...ESPRUINO_RULES].filter((rule) => rule !== 'node-api'));
+    expect(checkSource(main, { rules })).toEqual([]);
   });
 });
 
