@@ -259,7 +259,7 @@ describe('createEspruinoHost', () => {
       servername: 'hub.example.net',
     });
     // Espruino cannot check the server certificate: said once per connection, when a log is given.
-    expect(logs).toEqual(['warn: Espruino does not verify the server certificate']);
+    expect(logs).toEqual(['warn: TLS: server certificate not verified']);
   });
 
   it('ends the socket on close() and reports onClose once when Espruino closes it, with nothing after', () => {

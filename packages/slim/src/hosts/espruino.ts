@@ -98,24 +98,13 @@ function binaryString(bytes: Uint8Array): string {
   return out;
 }
 
-// Bytes from what Espruino hands out: a binary string, an ArrayBuffer or a typed array.
+// Bytes from what Espruino hands out: a binary string, or an ArrayBuffer or typed array (which the Uint8Array
+// constructor wraps or copies).
 function bytesOf(data: unknown): Uint8Array {
-  if (typeof data === 'string') {
-    const out = new Uint8Array(data.length);
-    for (let i = 0; i < data.length; i++) out[i] = data.charCodeAt(i) & 255;
-    return out;
-  }
-  const view = data as ArrayBufferView;
-  return view.buffer
-    ? new Uint8Array(view.buffer, view.byteOffset, view.byteLength)
-    : new Uint8Array(data as ArrayBuffer);
-}
-
-// An exact-size ArrayBuffer holding the bytes (the hmac module and crypto.SHA256 take buffers).
-function bufferOf(bytes: Uint8Array): ArrayBuffer {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-    ? (bytes.buffer as ArrayBuffer)
-    : new Uint8Array(bytes).buffer;
+  if (typeof data !== 'string') return new Uint8Array(data as ArrayBuffer);
+  const out = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i++) out[i] = data.charCodeAt(i) & 255;
+  return out;
 }
 
 /**
@@ -179,7 +168,7 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
       if (tls.key !== undefined) connectOptions.key = tls.key;
       if (tls.cert !== undefined) connectOptions.cert = tls.cert;
       connectOptions.servername = tls.servername !== undefined ? tls.servername : target.host;
-      if (log && tls.verify !== false) log('warn', 'Espruino does not verify the server certificate');
+      if (log && tls.verify !== false) log('warn', 'TLS: server certificate not verified');
     }
     try {
       const opened = (tls ? (tlsModule as EspruinoNetModule) : net).connect(connectOptions, () => {
@@ -242,7 +231,7 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
   };
   if (crypto && hmac) {
     host.hmacSha256 = (key: Uint8Array, message: Uint8Array): Uint8Array =>
-      bytesOf(new hmac.HMAC(bufferOf(key), crypto.SHA256, 64, 32).digest(bufferOf(message)));
+      bytesOf(new hmac.HMAC(new Uint8Array(key).buffer, crypto.SHA256, 64, 32).digest(new Uint8Array(message).buffer));
   }
   if (log) host.log = log;
   return host;

@@ -18,14 +18,16 @@ export interface CodecError extends Error {
   code: CodecErrorCode;
 }
 
-// Messages stay short: every byte counts in the Espruino bundle, and the code is what callers branch on.
-function codecError(code: CodecErrorCode, message: string): CodecError {
-  const error = new Error('MQTT ' + message) as CodecError;
+// The message is the code: every byte counts in the Espruino bundle, and the code is what callers branch on (the
+// comment at each throw says which rule was broken).
+function codecError(code: CodecErrorCode): CodecError {
+  const error = new Error(code) as CodecError;
   error.code = code;
   return error;
 }
-const malformed = (message: string): CodecError => codecError('MalformedPacket', message);
-const unsupported = (message: string): CodecError => codecError('UnsupportedPacket', message);
+const malformed = (): CodecError => codecError('MalformedPacket');
+const unsupported = (): CodecError => codecError('UnsupportedPacket');
+const tooLarge = (): CodecError => codecError('PacketTooLarge');
 
 // The largest remaining length four length bytes can express (§2.2.3).
 const MAX_REMAINING_LENGTH = 268435455;
@@ -46,7 +48,7 @@ export function encodePacket(packet: Packet): Uint8Array {
   };
   const str = (s: string): void => {
     const b = utf8Encode(s);
-    if (b.length > 65535) throw codecError('PacketTooLarge', 'string size');
+    if (b.length > 65535) throw tooLarge();
     u16(b.length);
     parts.push(b);
   };
@@ -95,7 +97,7 @@ export function encodePacket(packet: Packet): Uint8Array {
     const part = parts[i] as number | Uint8Array;
     length += typeof part === 'number' ? 1 : part.length;
   }
-  if (length > MAX_REMAINING_LENGTH) throw codecError('PacketTooLarge', 'packet size');
+  if (length > MAX_REMAINING_LENGTH) throw tooLarge();
   const head = [(type << 4) | flags];
   let n = length;
   do {
@@ -126,7 +128,7 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
   let p = 0;
   const end = b.length;
   const need = (n: number): void => {
-    if (p + n > end) throw malformed('truncated');
+    if (p + n > end) throw malformed();
   };
   const u8 = (): number => {
     need(1);
@@ -146,12 +148,12 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
   const str = (): string => utf8Decode(field());
   let packet: Packet;
   if (type === 1) {
-    if (str() !== 'MQTT') throw malformed('protocol name');
-    if (u8() !== 4) throw unsupported('protocol level');
+    if (str() !== 'MQTT') throw malformed();
+    if (u8() !== 4) throw unsupported();
     const connectFlags = u8();
     // Bit 0 is reserved [MQTT-3.1.2-3]; a password needs a user name [MQTT-3.1.2-22].
-    if (connectFlags & 1 || (connectFlags & 0xc0) === 0x40) throw malformed('connect flags');
-    if (connectFlags & 0x3c) throw unsupported('will');
+    if (connectFlags & 1 || (connectFlags & 0xc0) === 0x40) throw malformed();
+    if (connectFlags & 0x3c) throw unsupported();
     const keepAlive = u16();
     const connect: ConnectPacket = { type: 1, clientId: str(), keepAlive: keepAlive, clean: (connectFlags & 2) !== 0 };
     if (connectFlags & 0x80) connect.username = str();
@@ -161,7 +163,7 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
     const acknowledgeFlags = u8();
     const returnCode = u8();
     // Bits 7..1 of the acknowledge flags are reserved [MQTT-3.2.2-1]; return codes 6..255 are reserved too.
-    if (acknowledgeFlags > 1 || returnCode > 5) throw malformed('connack');
+    if (acknowledgeFlags > 1 || returnCode > 5) throw malformed();
     packet = { type: 2, sessionPresent: acknowledgeFlags === 1, returnCode: returnCode };
   } else if (type === 3) {
     const qos = ((flags >> 1) & 3) as 0 | 1;
@@ -187,19 +189,19 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
       const topic = str();
       const qos = u8();
       // Bits 7..2 of the requested QoS byte are reserved [MQTT-3.8.3-4].
-      if (qos > 2) throw malformed('qos');
-      if (qos === 2) throw unsupported('qos 2');
+      if (qos > 2) throw malformed();
+      if (qos === 2) throw unsupported();
       subscriptions.push({ topic: topic, qos: qos as 0 | 1 });
     }
     // At least one topic filter [MQTT-3.8.3-3].
-    if (!subscriptions.length) throw malformed('no topics');
+    if (!subscriptions.length) throw malformed();
     packet = { type: 8, messageId: messageId, subscriptions: subscriptions };
   } else if (type === 9) {
     const messageId = u16();
     const granted: number[] = [];
     while (p < end) {
       const code = u8();
-      if (code > 2 && code !== 0x80) throw malformed('suback code');
+      if (code > 2 && code !== 0x80) throw malformed();
       granted.push(code);
     }
     packet = { type: 9, messageId: messageId, granted: granted };
@@ -207,7 +209,7 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
     packet = { type: type as 12 | 13 | 14 };
   }
   // Fixed-size packets (CONNACK, PUBACK, PINGs, DISCONNECT) and CONNECT must not carry bytes past their fields.
-  if (p !== end) throw malformed('trailing bytes');
+  if (p !== end) throw malformed();
   return packet;
 }
 
@@ -286,12 +288,12 @@ export function createDecoder(
           const flags = byte & 15;
           // Types 0 and 15 are reserved; 5, 6, 7 (QoS 2 flow), 10, 11 (UNSUBSCRIBE) are not spoken here.
           if (!((0x731e >> type) & 1)) {
-            fail((type && type < 15 ? unsupported : malformed)('type ' + type));
+            fail((type && type < 15 ? unsupported : malformed)());
           } else if (type === 3 ? (flags & 6) === 6 || (flags & 14) === 8 : flags !== (type === 8 ? 2 : 0)) {
             // QoS 3 and DUP on QoS 0 are malformed [MQTT-3.3.1-2, -4]; other types have fixed flags (§2.2.2).
-            fail(malformed('flags'));
+            fail(malformed());
           } else if (type === 3 && flags & 4) {
-            fail(unsupported('qos 2'));
+            fail(unsupported());
           } else {
             header = byte;
             headerBytes = 1;
@@ -305,11 +307,11 @@ export function createDecoder(
         headerBytes++;
         if (byte & 128) {
           // At most four remaining-length bytes (§2.2.3).
-          if (headerBytes === 5) fail(malformed('length'));
+          if (headerBytes === 5) fail(malformed());
           continue;
         }
         if (length + headerBytes > maxPacketBytes) {
-          fail(codecError('PacketTooLarge', 'packet size ' + (length + headerBytes)));
+          fail(tooLarge());
         } else if (chunk.length - i >= length) {
           // The whole body is in this chunk: decode it in place.
           i += length;
