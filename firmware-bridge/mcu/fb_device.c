@@ -381,13 +381,14 @@ unsigned fb_device_unconfirmed(const fb_device *d) {
 int fb_settle_c2d(fb_device *d, uint32_t tag, uint8_t outcome) {
   size_t cap;
   int err;
-  uint8_t *p = payload_buffer(d, &cap, &err);
+  uint8_t *p;
   fb_c2d_settle m;
-  if (!p) {
-    return err;
-  }
   if (outcome > FB_C2D_ABANDON) {
     return FB_ERR_ARG;
+  }
+  p = payload_buffer(d, &cap, &err);
+  if (!p) {
+    return err;
   }
   m.tag = tag;
   m.outcome = outcome;
