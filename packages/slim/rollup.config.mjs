@@ -36,7 +36,12 @@ function transpile(target) {
         fileName: id,
         compilerOptions: { target, module: ts.ModuleKind.ESNext, sourceMap: true, isolatedModules: true },
       });
-      return { code: output.outputText.replace(/\n\/\/# sourceMappingURL=.*$/, '\n'), map: output.sourceMapText };
+      const transpiled = output.outputText
+        .replace(/\n\/\/# sourceMappingURL=.*$/, '\n')
+        // A module-level `const TABLE = (() => {...})()` builds a constant; both packages declare
+        // `sideEffects: false`, so mark it pure and let rollup drop it when nothing reads the constant.
+        .replace(/^((?:export )?(?:const|let|var) [\w$]+ = )(\((?:\(\) =>|function \(\)))/gm, '$1/*#__PURE__*/ $2');
+      return { code: transpiled, map: output.sourceMapText };
     },
   };
 }
