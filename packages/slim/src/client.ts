@@ -18,13 +18,13 @@
  * caller knows best whether a repeated reported patch is still wanted). Cloud-to-device messages are acknowledged
  * (PUBACK = complete, §2.8) when `onMessage` returns; one whose handler throws is not, and comes again.
  */
-import { ApiVersions, base64Encode, TopicFilters, utf8Decode, utf8Encode } from '@fieldhub/protocol';
+import { ApiVersions, utf8Decode, utf8Encode } from '@fieldhub/protocol';
 import { slimError } from './errors';
 import type { Host, HostSocket } from './host';
 import { createDecoder, encodePacket } from './mqtt/codec';
 import type { Packet, PacketDecoder, PublishPacket } from './mqtt/packets';
-import { decodeBag, encodeBag } from './property-bag';
-import { decodeBase64, formatToken, pairValue, sasResource, tokenExpiry } from './sas';
+import { decodeComponent, encodeBag } from './property-bag';
+import { decodeBase64, encodeBase64, formatToken, pairValue, sasResource, tokenExpiry } from './sas';
 import type { SlimCallback, SlimClient, SlimClientOptions, SlimError, SlimMessage } from './types';
 
 /** A telemetry message waiting for its PUBACK. */
@@ -49,12 +49,6 @@ interface PendingRequest {
 // CONNACK return codes (MQTT 3.1.1 §3.2.2.3) as Azure's Node SDK maps them (protocol-device.md §2.2); 4 and 5
 // (bad user name or password, not authorized) fall to Unauthorized.
 const CONNACK_CODES = ['', 'UnacceptableProtocolVersion', 'Unauthorized', 'ServerUnavailable'];
-
-// Twin response statuses as the protocol's error names (protocol-device.md §2.6).
-function statusCode(status: number): string {
-  if (status === 429) return 'ThrottlingException';
-  return status >= 500 ? 'ServerError' : 'ArgumentInvalid';
-}
 
 // The value of a query parameter of a topic (`...?$rid=1&$version=2`).
 function queryValue(topic: string, name: string): string | undefined {
@@ -117,10 +111,11 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   const telemetryPrefix = 'devices/' + deviceId + '/messages/events/';
   const cloudToDevicePrefix = 'devices/' + deviceId + '/messages/devicebound/';
   // Only what has a handler is subscribed: a device without onMethod is offline for methods, as the hub says.
-  const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [{ topic: TopicFilters.twinResponses, qos: 0 }];
+  // The filters are the protocol's TopicFilters, written out: importing them costs more bytes than the strings.
+  const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [{ topic: '$iothub/twin/res/#', qos: 0 }];
   if (options.onMessage) subscriptions.push({ topic: cloudToDevicePrefix + '#', qos: 1 });
-  if (options.onDesired) subscriptions.push({ topic: TopicFilters.desiredProperties, qos: 0 });
-  if (options.onMethod) subscriptions.push({ topic: TopicFilters.methods, qos: 0 });
+  if (options.onDesired) subscriptions.push({ topic: '$iothub/twin/PATCH/properties/desired/#', qos: 0 });
+  if (options.onMethod) subscriptions.push({ topic: '$iothub/methods/POST/#', qos: 0 });
 
   // Why the client stopped for good (`Closed`, `TokenExpired`), or '' while it runs.
   let ended = '';
@@ -200,13 +195,11 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     send({ type: 3, topic: topic, payload: payload, qos: id ? 1 : 0, messageId: id, dup: dup, retain: false });
   }
 
+  // 1..65535 in turn [MQTT-2.3.1-1]. An id comes round again only after 65535 others, far beyond the few
+  // messages that can be in flight within one operation timeout.
   function allocateId(): number {
-    for (;;) {
-      nextId = nextId === 65535 ? 1 : nextId + 1;
-      let used = false;
-      for (let i = 0; i < pending.length; i++) if ((pending[i] as PendingTelemetry).id === nextId) used = true;
-      if (!used) return nextId;
-    }
+    nextId = (nextId % 65535) + 1;
+    return nextId;
   }
 
   function finishTelemetry(entry: PendingTelemetry, error: SlimError | null): void {
@@ -266,7 +259,14 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       if (rid !== undefined) {
         finishRequest(
           rid,
-          status < 300 ? null : slimError(statusCode(status), 'status ' + status, status),
+          // The status as the protocol's error names it (protocol-device.md §2.6).
+          status < 300
+            ? null
+            : slimError(
+                status === 429 ? 'ThrottlingException' : status >= 500 ? 'ServerError' : 'ArgumentInvalid',
+                'status ' + status,
+                status,
+              ),
           version === undefined ? undefined : Number(version),
           payload,
         );
@@ -291,12 +291,15 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       // A handler that throws answers 500 rather than leaving the service caller to its timeout.
       if (onMethod && rid !== undefined && !guard(onMethod, request, respond)) respond(500);
     } else if (topic.indexOf(cloudToDevicePrefix) === 0) {
-      const bag = decodeBag(topic.slice(cloudToDevicePrefix.length));
+      // The property bag (protocol-device.md §2.5): `k1=v1&k2=v2`, percent-encoded; a key alone has the value ''.
       const message: SlimMessage = { payload: payload, text: utf8Decode(payload), properties: {} };
-      const names = Object.keys(bag);
-      for (let i = 0; i < names.length; i++) {
-        const name = names[i] as string;
-        const value = bag[name] as string;
+      const pairs = topic.slice(cloudToDevicePrefix.length).split('&');
+      for (let i = 0; i < pairs.length; i++) {
+        const pair = pairs[i] as string;
+        const equals = pair.indexOf('=');
+        const name = decodeComponent(equals < 0 ? pair : pair.slice(0, equals));
+        const value = equals < 0 ? '' : decodeComponent(pair.slice(equals + 1));
+        if (!name || name === '__proto__') continue;
         if (name === '$.mid') message.messageId = value;
         else if (name === '$.cid') message.correlationId = value;
         else if (name === '$.ct') message.contentType = value;
@@ -385,7 +388,7 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     if (ended) {
       runCloseCallbacks();
     } else if (opened && reconnectTimer === null) {
-      const ceiling = Math.min(maxDelay, minDelay * 2 ** Math.min(attempts, 20));
+      const ceiling = Math.min(maxDelay, minDelay * (1 << Math.min(attempts, 20)));
       const delay = error ? Math.max(minDelay, ceiling * (0.5 + Math.random() / 2)) : 0;
       if (error) attempts++;
       log('reconnect in ' + Math.round(delay));
@@ -459,7 +462,7 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       else dial(mine, formatToken(resource, signature, expiry), expiry);
     };
     if (sign) sign(stringToSign, signed);
-    else if (key && host.hmacSha256) signed(null, base64Encode(host.hmacSha256(key, utf8Encode(stringToSign))));
+    else if (key && host.hmacSha256) signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
   }
 
   // Stops the client for good: pending telemetry fails with `code`, twin requests in drop().

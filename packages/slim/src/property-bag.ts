@@ -19,32 +19,15 @@ export function encodeBag(properties: SlimProperties | null | undefined): string
   return bag;
 }
 
-// `+` means a space as in Node's querystring; a malformed escape is kept as it came rather than losing the message.
-function decode(text: string): string {
+/**
+ * Decodes one key or value of a bag: `+` is a space as in Node's querystring; a malformed escape is kept as it
+ * came rather than losing the message.
+ */
+export function decodeComponent(text: string): string {
   const spaced = text.replace(/\+/g, ' ');
   try {
     return decodeURIComponent(spaced);
   } catch (_error) {
     return spaced;
   }
-}
-
-/** Decodes a bag into `{ name: value }` (a key without `=` gets `''`; `%24.mid` becomes `$.mid`). */
-export function decodeBag(bag: string): SlimProperties {
-  const properties: SlimProperties = {};
-  const pairs = bag.split('&');
-  for (let i = 0; i < pairs.length; i++) {
-    const pair = pairs[i] as string;
-    if (pair === '') continue;
-    const equals = pair.indexOf('=');
-    const key = decode(equals < 0 ? pair : pair.slice(0, equals));
-    // defineProperty, not assignment: a key named __proto__ must become an own property, not a prototype.
-    Object.defineProperty(properties, key, {
-      value: equals < 0 ? '' : decode(pair.slice(equals + 1)),
-      enumerable: true,
-      writable: true,
-      configurable: true,
-    });
-  }
-  return properties;
 }
