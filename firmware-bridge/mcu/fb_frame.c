@@ -10,8 +10,8 @@ size_t fb_frame_pack(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_
     return 0;
   }
   if (len > 0 && payload != out + FB_HEADER_SIZE) {
-    /* Backwards copy is safe for any overlap: the payload only ever moves towards higher addresses here or
-     * not at all (callers build payloads in the slot itself or in separate memory). */
+    /* memmove semantics without the C library: forwards when the payload moves down, backwards when it moves
+     * up, so a payload that overlaps the frame buffer is copied intact. */
     size_t i = len;
     uint8_t *dst = out + FB_HEADER_SIZE;
     if (dst < payload) {

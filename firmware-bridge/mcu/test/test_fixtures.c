@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "fb_cobs.h"
+#include "fb_crc16.h"
 #include "fb_frame.h"
 #include "fb_hmac_sha256.h"
 #include "fb_msg.h"
@@ -459,7 +460,45 @@ static void noise_ending_in_a_delimiter_between_frames_never_costs_a_frame(void)
   }
 }
 
+static void frame_pack_copies_a_payload_that_overlaps_the_frame_buffer(void) {
+  uint8_t buf[64];
+  uint8_t want[64];
+  fb_frame f;
+  size_t n;
+  int off;
+  for (off = 0; off <= 12; off++) {
+    size_t i;
+    for (i = 0; i < sizeof buf; i++) {
+      buf[i] = (uint8_t)(i * 7u + 1u);
+    }
+    memcpy(want, buf + off, 20);
+    n = fb_frame_pack(0x20, 9, buf + off, 20, buf, sizeof buf);
+    CHECK(n == 28 && fb_frame_parse(buf, n, &f) == FB_OK && memcmp(f.payload, want, 20) == 0);
+  }
+  CHECK(fb_frame_pack(0x20, 9, want, 20, buf, 27) == 0);
+}
+
+static void frame_parse_refuses_short_frames_other_versions_and_length_mismatches(void) {
+  uint8_t buf[32];
+  fb_frame f;
+  size_t n = fb_frame_pack(0x20, 1, (const uint8_t *)"abc", 3, buf, sizeof buf);
+  uint16_t crc;
+  CHECK(n == 11 && fb_frame_parse(buf, n, &f) == FB_OK);
+  CHECK(fb_frame_parse(buf, 7, &f) == FB_ERR_FRAME);      /* shorter than 8 */
+  CHECK(fb_frame_parse(buf, n - 1, &f) == FB_ERR_FRAME);  /* len says 3, 2 decoded */
+  buf[0] = 2;                                              /* version 2 with a good CRC */
+  crc = fb_crc16(buf, n - 2);
+  fb_put_u16(buf + n - 2, crc);
+  CHECK(fb_frame_parse(buf, n, &f) == FB_ERR_FRAME);
+  buf[0] = 1;
+  CHECK(fb_frame_parse(buf, n, &f) == FB_ERR_CRC);
+}
+
 const fb_test fixture_tests[] = {
+    {"frame parse refuses short frames, other versions and length mismatches",
+     frame_parse_refuses_short_frames_other_versions_and_length_mismatches},
+    {"frame pack copies a payload that overlaps the frame buffer",
+     frame_pack_copies_a_payload_that_overlaps_the_frame_buffer},
     {"every fixture decodes to its fields and re-encodes to the same bytes",
      every_fixture_decodes_to_its_fields_and_re_encodes_to_the_same_bytes},
     {"every fixture message parses to its fields and rebuilds to the same payload",
