@@ -347,18 +347,19 @@ export class McuSession {
     if (
       slot !== undefined &&
       !slot.closed &&
+      slot.failure === undefined &&
       identityKey(slot.identity) === identityKey(identity) &&
       slot.bootId === peer.bootId
     ) {
-      // The same MCU after a cable pull: keep the client; tell the MCU where it stands.
+      // The same MCU after a cable pull: keep the client; tell the MCU where it stands. A client that failed for
+      // good (refused credentials) is not kept: each link-up tries again, so that a fixed registry entry is picked up.
       this.#sendStatus(this.#lastStatus.state, this.#lastStatus.status, this.#lastStatus.detail);
       this.#afterIdentity(slot);
       return;
     }
-    void this.#dropSlot().then(() => {
-      if (this.#closed || this.#identity !== identity) return;
-      this.#openSlot(identity, peer.bootId);
-    });
+    // The new slot is in place at once, so that frames right behind IDENTITY (re-sent telemetry) find it; its
+    // client connects once the previous one has closed (two clients of one identity would evict each other).
+    this.#openSlot(identity, peer.bootId, this.#dropSlot());
   }
 
   /** What every link-up with an identity gets: a missed desired patch turned into "read the twin" (§5.5). */
@@ -386,7 +387,7 @@ export class McuSession {
     );
   }
 
-  #openSlot(identity: Identity, bootId: number): void {
+  #openSlot(identity: Identity, bootId: number, previousClosed: Promise<void>): void {
     const abort = new AbortController();
     const slot: ClientSlot = {
       identity,
@@ -396,7 +397,10 @@ export class McuSession {
       missedDesiredVersion: undefined,
       ready: Promise.resolve(undefined as unknown as DeviceClient),
     };
-    const connecting = this.#createClient(slot);
+    const connecting = previousClosed.then(() => {
+      if (slot.closed) throw new ConnectionError('replaced before it connected');
+      return this.#createClient(slot);
+    });
     Object.assign(slot, { ready: connecting });
     this.#slot = slot;
     this.#sendStatus(LinkState.connecting, 0, `connecting to ${this.#options.hub.hostName}`);

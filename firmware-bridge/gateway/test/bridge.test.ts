@@ -228,6 +228,37 @@ describe('the firmware bridge gateway against a real hub', () => {
     await until(() => events.find((item) => item.messageId === 'signed-1'), 'the signed telemetry');
   });
 
+  it('confirms a re-sent telemetry message from its memory without sending it to the hub again', async () => {
+    const { mcu } = gatewayKeyed;
+    mcu.sendTelemetry(50, [['$.mid', 'dup-50']], 'once');
+    await until(() => mcu.acknowledged.get(50) === 200, 'the first TELEMETRY_ACK');
+    mcu.acknowledged.delete(50);
+    mcu.send({ kind: 'telemetry', id: 50, properties: [['$.mid', 'dup-50']], body: new TextEncoder().encode('once') });
+    await until(() => mcu.acknowledged.get(50) === 200, 'the second TELEMETRY_ACK');
+    // A later message proves the hub's stream has moved past where a duplicate would be.
+    mcu.sendTelemetry(51, [['$.mid', 'dup-51']], 'after');
+    await until(() => events.find((item) => item.messageId === 'dup-51'), 'the later message');
+    expect(events.filter((item) => item.messageId === 'dup-50')).toHaveLength(1);
+  });
+
+  it('refuses an auth 0 identity the config does not list: STATUS refused 401, its telemetry answered 401', async () => {
+    const stranger = await rig('bridge-stranger', { capabilities: Capability.twin });
+    try {
+      await until(
+        () => stranger.mcu.received.find((message) => message.kind === 'status' && message.state === 3),
+        'STATUS refused',
+      );
+      expect(stranger.mcu.received.find((message) => message.kind === 'status' && message.state === 3)).toMatchObject({
+        status: 401,
+      });
+      stranger.mcu.sendTelemetry(1, [], 'x');
+      await until(() => stranger.mcu.acknowledged.get(1), 'TELEMETRY_ACK');
+      expect(stranger.mcu.acknowledged.get(1)).toBe(401);
+    } finally {
+      await stranger.close();
+    }
+  });
+
   it('loses no acknowledged telemetry across unplugging and replugging the cable', async () => {
     const { mcu, pair, gateway, linkStates } = gatewayKeyed;
     const session = gateway.sessions.get(pair.gatewayPath);
