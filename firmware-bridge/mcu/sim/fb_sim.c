@@ -169,8 +169,11 @@ static void uart_write(void *ctx, const uint8_t *bytes, size_t n) {
       p.fd = s->fd;
       p.events = POLLOUT;
       p.revents = 0;
-      if (poll(&p, 1, 50) <= 0 || (p.revents & (POLLERR | POLLHUP))) {
-        port_close(s); /* the peer stopped reading: treat as a pulled cable */
+      int ready = poll(&p, 1, 50);
+      if (ready > 0 && (p.revents & (POLLERR | POLLHUP))) {
+        port_close(s); /* the other end is gone */
+      } else if (ready <= 0) {
+        return; /* nobody reads (the gateway is not running): drop the rest, as a UART would */
       }
     } else {
       port_close(s); /* EIO: the other end of the PTY is gone */
