@@ -73,13 +73,13 @@ const missingGlobals = new Set([
   'BigUint64Array',
 ]);
 
-/** `Object.member` built-ins Espruino lacks (Features.md: Object.freeze/seal/..., Number.isNaN, Math.trunc/sign). */
+/** Static built-ins Espruino lacks: `Array.from` (reference §1.1) and those EspruinoDocs Features.md lists as not
+ * implemented. */
 const missingBuiltins = {
-  Array: new Set(['from', 'of']),
-  Object: new Set(['freeze', 'seal', 'preventExtensions', 'isFrozen', 'isSealed', 'isExtensible', 'fromEntries']),
+  Array: new Set(['from']),
+  Object: new Set(['freeze', 'seal', 'preventExtensions', 'isFrozen', 'isSealed', 'isExtensible']),
   Number: new Set(['isNaN', 'isFinite', 'isSafeInteger', 'EPSILON']),
   Math: new Set(['trunc', 'sign']),
-  Promise: new Set(['allSettled', 'any', 'withResolvers']),
 };
 
 const nodeGlobals = new Set(['require', 'process', 'Buffer', '__dirname', '__filename', 'setImmediate']);
