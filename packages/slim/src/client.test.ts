@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { createClient } from './client';
 import type { Host, HostConnectOptions, HostSocketEvents } from './host';
 import { createDecoder, encodePacket } from './mqtt/codec';
+import { decodeConnectOrSubscribe } from './mqtt/connect-subscribe';
 import type { ConnectPacket, Packet, PublishPacket } from './mqtt/packets';
 import type { SlimClient, SlimClientOptions, SlimError, SlimMessage } from './types';
 
@@ -23,6 +24,7 @@ class FakeConnection {
       throw error;
     },
     1 << 20,
+    decodeConnectOrSubscribe,
   );
   constructor(
     readonly options: HostConnectOptions,

@@ -3,6 +3,7 @@ import fc from 'fast-check';
 import mqtt from 'mqtt-packet';
 import { describe, expect, it } from 'vitest';
 import { type CodecError, createDecoder, encodePacket } from './codec';
+import { decodeConnectOrSubscribe } from './connect-subscribe';
 import type { ConnectPacket, Packet, PublishPacket } from './packets';
 
 // mqtt-packet is the reference: our encoder must produce what its parser reads back, and our decoder must read
@@ -18,10 +19,12 @@ interface Collected {
 function collect(maxPacketBytes = 1 << 20): Collected {
   const packets: Packet[] = [];
   const errors: CodecError[] = [];
+  // The hub's side: CONNECT and SUBSCRIBE decoded too.
   const decoder = createDecoder(
     (packet) => packets.push(packet),
     (error) => errors.push(error),
     maxPacketBytes,
+    decodeConnectOrSubscribe,
   );
   return { packets, errors, push: decoder.push, reset: decoder.reset };
 }
@@ -456,6 +459,22 @@ describe('createDecoder on malformed input', () => {
       expect(errorOf(bytes).code).toBe(code);
     });
   }
+
+  it('reports CONNECT and SUBSCRIBE as UnsupportedPacket without decodeConnectOrSubscribe (a client never receives them)', () => {
+    for (const packet of [
+      encodePacket({ type: 1, clientId: 'd1', keepAlive: 60, clean: true }),
+      encodePacket({ type: 8, messageId: 1, subscriptions: [{ topic: 'a/#', qos: 1 }] }),
+    ]) {
+      const errors: CodecError[] = [];
+      const decoder = createDecoder(
+        () => errors.push(new Error('decoded') as CodecError),
+        (error) => errors.push(error),
+        1024,
+      );
+      decoder.push(packet);
+      expect(errors.map((error) => error.code)).toEqual(['UnsupportedPacket']);
+    }
+  });
 
   it('reports once, then ignores input until reset, then decodes again', () => {
     const decoder = collect();

@@ -8,7 +8,7 @@
  * and hands out subarrays of the chunk it was given where a packet lies whole inside it.
  */
 import { utf8Decode, utf8Encode } from '@fieldhub/protocol';
-import type { ConnectPacket, Packet, PacketDecoder, PublishPacket } from './packets';
+import type { Packet, PacketDecoder, PublishPacket } from './packets';
 
 /** The `code` of an error thrown by {@link encodePacket} or passed to a decoder's `onError`. */
 export type CodecErrorCode = 'MalformedPacket' | 'UnsupportedPacket' | 'PacketTooLarge';
@@ -25,8 +25,10 @@ function codecError(code: CodecErrorCode): CodecError {
   error.code = code;
   return error;
 }
-const malformed = (): CodecError => codecError('MalformedPacket');
-const unsupported = (): CodecError => codecError('UnsupportedPacket');
+/** A `MalformedPacket` {@link CodecError}: the input breaks a rule of MQTT 3.1.1 §2 or §3. */
+export const malformedPacket = (): CodecError => codecError('MalformedPacket');
+/** An `UnsupportedPacket` {@link CodecError}: valid MQTT the slim client does not speak (QoS 2, a will, ...). */
+export const unsupportedPacket = (): CodecError => codecError('UnsupportedPacket');
 const tooLarge = (): CodecError => codecError('PacketTooLarge');
 
 // The largest remaining length four length bytes can express (§2.2.3).
@@ -120,88 +122,105 @@ export function encodePacket(packet: Packet): Uint8Array {
 }
 
 /**
+ * A read position in a packet body, for the body decoders here and in `connect-subscribe.ts`. The `read*`
+ * functions advance it.
+ */
+export interface BodyCursor {
+  /** The packet body (variable header and payload). */
+  b: Uint8Array;
+  /** The next byte to read. */
+  p: number;
+}
+
+function need(cursor: BodyCursor, n: number): void {
+  if (cursor.p + n > cursor.b.length) throw malformedPacket();
+}
+
+/**
+ * Reads one byte.
+ *
+ * @throws {CodecError} `MalformedPacket` past the end of the body.
+ */
+export function readByte(cursor: BodyCursor): number {
+  need(cursor, 1);
+  return cursor.b[cursor.p++] as number;
+}
+
+/**
+ * Reads a big-endian two-byte integer (§1.5.2).
+ *
+ * @throws {CodecError} `MalformedPacket` past the end of the body.
+ */
+export function readU16(cursor: BodyCursor): number {
+  need(cursor, 2);
+  cursor.p += 2;
+  return ((cursor.b[cursor.p - 2] as number) << 8) | (cursor.b[cursor.p - 1] as number);
+}
+
+/**
+ * Reads a UTF-8 string with its two-byte length (§1.5.3); invalid UTF-8 becomes U+FFFD.
+ *
+ * @throws {CodecError} `MalformedPacket` when the string runs past the end of the body.
+ */
+export function readString(cursor: BodyCursor): string {
+  const n = readU16(cursor);
+  need(cursor, n);
+  cursor.p += n;
+  return utf8Decode(cursor.b.subarray(cursor.p - n, cursor.p));
+}
+
+/**
+ * Decodes the body of a CONNECT or SUBSCRIBE, the packets only a server receives: `decodeConnectOrSubscribe` of
+ * `connect-subscribe.ts`. Kept out of the codec proper so that a client's bundle does not carry it.
+ */
+export type ConnectOrSubscribeDecoder = (type: 1 | 8, cursor: BodyCursor) => Packet;
+
+/**
  * Decodes the variable header and payload of one packet whose fixed header was already checked.
  *
  * @throws {CodecError} when the body breaks a rule of §3 or uses something the codec does not support.
  */
-function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
-  let p = 0;
-  const end = b.length;
-  const need = (n: number): void => {
-    if (p + n > end) throw malformed();
-  };
-  const u8 = (): number => {
-    need(1);
-    return b[p++] as number;
-  };
-  const u16 = (): number => {
-    need(2);
-    p += 2;
-    return ((b[p - 2] as number) << 8) | (b[p - 1] as number);
-  };
-  const field = (): Uint8Array => {
-    const n = u16();
-    need(n);
-    p += n;
-    return b.subarray(p - n, p);
-  };
-  const str = (): string => utf8Decode(field());
+function decodeBody(
+  type: number,
+  flags: number,
+  b: Uint8Array,
+  decodeConnectOrSubscribe: ConnectOrSubscribeDecoder | undefined,
+): Packet {
+  const cursor: BodyCursor = { b: b, p: 0 };
   let packet: Packet;
-  if (type === 1) {
-    if (str() !== 'MQTT') throw malformed();
-    if (u8() !== 4) throw unsupported();
-    const connectFlags = u8();
-    // Bit 0 is reserved [MQTT-3.1.2-3]; a password needs a user name [MQTT-3.1.2-22].
-    if (connectFlags & 1 || (connectFlags & 0xc0) === 0x40) throw malformed();
-    if (connectFlags & 0x3c) throw unsupported();
-    const keepAlive = u16();
-    const connect: ConnectPacket = { type: 1, clientId: str(), keepAlive: keepAlive, clean: (connectFlags & 2) !== 0 };
-    if (connectFlags & 0x80) connect.username = str();
-    if (connectFlags & 0x40) connect.password = str();
-    packet = connect;
+  if (type === 1 || type === 8) {
+    // A server sends neither [MQTT-3.1.0-1, 3.8]: a client decoder has no use for them.
+    if (!decodeConnectOrSubscribe) throw unsupportedPacket();
+    packet = decodeConnectOrSubscribe(type, cursor);
   } else if (type === 2) {
-    const acknowledgeFlags = u8();
-    const returnCode = u8();
+    const acknowledgeFlags = readByte(cursor);
+    const returnCode = readByte(cursor);
     // Bits 7..1 of the acknowledge flags are reserved [MQTT-3.2.2-1]; return codes 6..255 are reserved too.
-    if (acknowledgeFlags > 1 || returnCode > 5) throw malformed();
+    if (acknowledgeFlags > 1 || returnCode > 5) throw malformedPacket();
     packet = { type: 2, sessionPresent: acknowledgeFlags === 1, returnCode: returnCode };
   } else if (type === 3) {
     const qos = ((flags >> 1) & 3) as 0 | 1;
     const publish: PublishPacket = {
       type: 3,
-      topic: str(),
+      topic: readString(cursor),
       payload: b,
       qos: qos,
       dup: (flags & 8) !== 0,
       retain: (flags & 1) !== 0,
     };
-    if (qos) publish.messageId = u16();
+    if (qos) publish.messageId = readU16(cursor);
     // The payload is the rest of the body: a view, not a copy.
-    publish.payload = b.subarray(p);
-    p = end;
+    publish.payload = b.subarray(cursor.p);
+    cursor.p = b.length;
     packet = publish;
   } else if (type === 4) {
-    packet = { type: 4, messageId: u16() };
-  } else if (type === 8) {
-    const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [];
-    const messageId = u16();
-    while (p < end) {
-      const topic = str();
-      const qos = u8();
-      // Bits 7..2 of the requested QoS byte are reserved [MQTT-3.8.3-4].
-      if (qos > 2) throw malformed();
-      if (qos === 2) throw unsupported();
-      subscriptions.push({ topic: topic, qos: qos as 0 | 1 });
-    }
-    // At least one topic filter [MQTT-3.8.3-3].
-    if (!subscriptions.length) throw malformed();
-    packet = { type: 8, messageId: messageId, subscriptions: subscriptions };
+    packet = { type: 4, messageId: readU16(cursor) };
   } else if (type === 9) {
-    const messageId = u16();
+    const messageId = readU16(cursor);
     const granted: number[] = [];
-    while (p < end) {
-      const code = u8();
-      if (code > 2 && code !== 0x80) throw malformed();
+    while (cursor.p < b.length) {
+      const code = readByte(cursor);
+      if (code > 2 && code !== 0x80) throw malformedPacket();
       granted.push(code);
     }
     packet = { type: 9, messageId: messageId, granted: granted };
@@ -209,7 +228,7 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
     packet = { type: type as 12 | 13 | 14 };
   }
   // Fixed-size packets (CONNACK, PUBACK, PINGs, DISCONNECT) and CONNECT must not carry bytes past their fields.
-  if (p !== end) throw malformed();
+  if (cursor.p !== b.length) throw malformedPacket();
   return packet;
 }
 
@@ -227,11 +246,15 @@ function decodeBody(type: number, flags: number, b: Uint8Array): Packet {
  * @param onPacket - called for every complete packet, in order.
  * @param onError - called once for the first malformed, unsupported or oversized packet.
  * @param maxPacketBytes - the largest packet accepted, fixed header included.
+ * @param decodeConnectOrSubscribe - `decodeConnectOrSubscribe` of `connect-subscribe.ts`, for a decoder on the
+ * server side (tests playing the hub); without it CONNECT and SUBSCRIBE are `UnsupportedPacket`, as a client never
+ * receives them.
  */
 export function createDecoder(
   onPacket: (packet: Packet) => void,
   onError: (error: CodecError) => void,
   maxPacketBytes: number,
+  decodeConnectOrSubscribe?: ConnectOrSubscribeDecoder,
 ): PacketDecoder {
   let failed = false;
   // Bumped by reset(), so that a push whose callbacks reset the decoder drops the rest of its (stale) chunk.
@@ -253,7 +276,7 @@ export function createDecoder(
   const deliver = (b: Uint8Array): void => {
     let packet: Packet;
     try {
-      packet = decodeBody(header >> 4, header & 15, b);
+      packet = decodeBody(header >> 4, header & 15, b, decodeConnectOrSubscribe);
     } catch (error) {
       fail(error as CodecError);
       return;
@@ -288,12 +311,12 @@ export function createDecoder(
           const flags = byte & 15;
           // Types 0 and 15 are reserved; 5, 6, 7 (QoS 2 flow), 10, 11 (UNSUBSCRIBE) are not spoken here.
           if (!((0x731e >> type) & 1)) {
-            fail((type && type < 15 ? unsupported : malformed)());
+            fail((type && type < 15 ? unsupportedPacket : malformedPacket)());
           } else if (type === 3 ? (flags & 6) === 6 || (flags & 14) === 8 : flags !== (type === 8 ? 2 : 0)) {
             // QoS 3 and DUP on QoS 0 are malformed [MQTT-3.3.1-2, -4]; other types have fixed flags (§2.2.2).
-            fail(malformed());
+            fail(malformedPacket());
           } else if (type === 3 && flags & 4) {
-            fail(unsupported());
+            fail(unsupportedPacket());
           } else {
             header = byte;
             headerBytes = 1;
@@ -307,7 +330,7 @@ export function createDecoder(
         headerBytes++;
         if (byte & 128) {
           // At most four remaining-length bytes (§2.2.3).
-          if (headerBytes === 5) fail(malformed());
+          if (headerBytes === 5) fail(malformedPacket());
           continue;
         }
         if (length + headerBytes > maxPacketBytes) {
