@@ -72,11 +72,23 @@ interface Rig {
   close(): Promise<void>;
 }
 
-async function rig(name: string, options: { key?: string; gatewayKey?: string; capabilities?: number }): Promise<Rig> {
+async function rig(
+  name: string,
+  options: {
+    key?: string;
+    gatewayKey?: string;
+    capabilities?: number;
+    transport?: 'amqp' | 'mqtt';
+    settleOutcomes?: number[];
+  },
+): Promise<Rig> {
   const pair = new PtyPair(join(dir, `${name}-gw`), join(dir, `${name}-mcu`));
   await pair.start();
   const config: GatewayConfig = {
-    hub: { hostName: hub.hostName, port: hub.info.ports.amqp ?? 0, ca: hub.ca, transport: 'amqp' },
+    hub:
+      options.transport === 'mqtt'
+        ? { hostName: hub.hostName, port: hub.info.ports.mqtt ?? 0, ca: hub.ca, transport: 'mqtt' }
+        : { hostName: hub.hostName, port: hub.info.ports.amqp ?? 0, ca: hub.ca, transport: 'amqp' },
     ports: [
       {
         path: pair.gatewayPath,
@@ -101,6 +113,7 @@ async function rig(name: string, options: { key?: string; gatewayKey?: string; c
     capabilities: options.capabilities ?? allCapabilities,
     bootId: 0x1234,
     ...(options.key !== undefined ? { key: options.key } : {}),
+    ...(options.settleOutcomes !== undefined ? { settleOutcomes: options.settleOutcomes } : {}),
   });
   mcu.start();
   return {
@@ -256,6 +269,31 @@ describe('the firmware bridge gateway against a real hub', () => {
       expect(stranger.mcu.acknowledged.get(1)).toBe(401);
     } finally {
       await stranger.close();
+    }
+  });
+
+  it('answers a reject over MQTT (complete only) with ERROR Unsupported, then takes the MCU complete', async () => {
+    const device = await hub.createSasDevice('bridge-mqtt');
+    const mqttRig = await rig('bridge-mqtt', {
+      gatewayKey: device.primaryKey,
+      transport: 'mqtt',
+      capabilities: Capability.cloudToDevice,
+      settleOutcomes: [1, 0],
+    });
+    try {
+      await until(() => mqttRig.gateway.sessions.get(mqttRig.pair.gatewayPath)?.client, 'the MQTT client');
+      await service.cloudToDevice.send('bridge-mqtt', { body: 'x', messageId: 'mqtt-reject' });
+      const error = await until(
+        () => mqttRig.mcu.received.find((message) => message.kind === 'error'),
+        'ERROR Unsupported',
+      );
+      expect(error).toMatchObject({ kind: 'error', code: 5 });
+      await until(
+        async () => ((await hub.hub.core.cloudToDevice.depths()).messages === 0 ? true : undefined),
+        'completion',
+      );
+    } finally {
+      await mqttRig.close();
     }
   });
 

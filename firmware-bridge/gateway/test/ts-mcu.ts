@@ -23,6 +23,8 @@ export interface TsMcuOptions {
   readonly key?: string;
   readonly capabilities: number;
   readonly bootId: number;
+  /** Outcomes for successive C2D_SETTLE of one message (0 complete, 1 reject, 2 abandon). Default: complete. */
+  readonly settleOutcomes?: readonly number[];
 }
 
 export class TsMcu {
@@ -183,6 +185,16 @@ export class TsMcu {
     for (const message of this.#unconfirmed.values()) this.#enqueue(message);
   }
 
+  #settleTag: number | undefined;
+  #settleAttempt = 0;
+
+  #settleNext(attempt: number): void {
+    this.#settleAttempt = attempt;
+    const outcomes = this.options.settleOutcomes ?? [0];
+    const outcome = outcomes[Math.min(attempt, outcomes.length - 1)] ?? 0;
+    this.#enqueue({ kind: 'cloudToDeviceSettle', tag: this.#settleTag ?? 0, outcome });
+  }
+
   #deliver(message: BridgeMessage): void {
     this.received.push(message);
     switch (message.kind) {
@@ -191,7 +203,12 @@ export class TsMcu {
         if (message.status === 200) this.#unconfirmed.delete(message.id);
         break;
       case 'cloudToDevice':
-        this.#enqueue({ kind: 'cloudToDeviceSettle', tag: message.tag, outcome: 0 });
+        this.#settleTag = message.tag;
+        this.#settleNext(0);
+        break;
+      case 'error':
+        // An outcome the gateway cannot express (ERROR Unsupported): settle again with the next one.
+        if (message.code === 5 && this.#settleTag !== undefined) this.#settleNext(this.#settleAttempt + 1);
         break;
       case 'methodRequest':
         this.#enqueue({
