@@ -243,8 +243,7 @@ describe('createEspruinoHost', () => {
   });
 
   it('dials TLS with the CA, key, certificate and server name', () => {
-    const logs: string[] = [];
-    const context = setup({ log: (level, message) => logs.push(`${level}: ${message}`) });
+    const context = setup();
     context.host.connect(
       { host: 'hub.example.net', port: 8883, tls: { ca: 'CA PEM', key: 'KEY PEM', cert: 'CERT PEM' } },
       recorder(),
@@ -258,8 +257,6 @@ describe('createEspruinoHost', () => {
       cert: 'CERT PEM',
       servername: 'hub.example.net',
     });
-    // Espruino cannot check the server certificate: said once per connection, when a log is given.
-    expect(logs).toEqual(['warn: TLS: server certificate not verified']);
   });
 
   it('ends the socket on close() and reports onClose once when Espruino closes it, with nothing after', () => {

@@ -84,10 +84,9 @@ export interface EspruinoHostOptions {
 }
 
 /** An error passed to `onClose` or thrown: a plain `Error` with a string `code`. */
-function hostError(code: string, message: string, cause?: unknown): Error {
-  const error = new Error(message) as Error & { code: string; cause?: unknown };
+function hostError(code: string, message: string): Error {
+  const error = new Error(message) as Error & { code: string };
   error.code = code;
-  if (cause !== undefined) error.cause = cause;
   return error;
 }
 
@@ -115,8 +114,8 @@ function bytesOf(data: unknown): Uint8Array {
  * `hmac` the host has no
  * `hmacSha256`: give the client `sign`, a SAS token, or the portable `hmacSha256` of `@fieldhub/protocol`.
  *
- * @throws {Error} (code `ArgumentError`) when `net` is missing, when only one of `crypto` and `hmac` is given, or
- * when no timers are given and Espruino's globals are absent.
+ * @throws {Error} (code `ArgumentError`) when only one of `crypto` and `hmac` is given; a `ReferenceError` when no
+ * timers are given and the runtime has no global `setTimeout` / `clearTimeout`.
  */
 export function createEspruinoHost(options: EspruinoHostOptions): Host {
   const net = options.net;
@@ -125,13 +124,10 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
   const hmac = options.hmac;
   const log = options.log;
   const invalid = (message: string): Error => hostError('ArgumentError', 'createEspruinoHost: ' + message);
-  if (!net) throw invalid('no net');
   if (!crypto !== !hmac) throw invalid('crypto and hmac go together');
-  const later =
-    options.setTimeout || (typeof setTimeout === 'function' ? (f: () => void, ms: number) => setTimeout(f, ms) : null);
-  const cancel =
-    options.clearTimeout || (typeof clearTimeout === 'function' ? (handle: unknown) => clearTimeout(handle) : null);
-  if (!later || !cancel) throw invalid('no timers');
+  // Espruino's globals unless injected (passed as they are: Espruino's natives need no `this`).
+  const later = options.setTimeout || setTimeout;
+  const cancel = options.clearTimeout || clearTimeout;
 
   const connect = (target: HostConnectOptions, events: HostSocketEvents): HostSocket => {
     const tls = target.tls;
@@ -168,7 +164,6 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
       if (tls.key !== undefined) connectOptions.key = tls.key;
       if (tls.cert !== undefined) connectOptions.cert = tls.cert;
       connectOptions.servername = tls.servername !== undefined ? tls.servername : target.host;
-      if (log && tls.verify !== false) log('warn', 'TLS: server certificate not verified');
     }
     try {
       const opened = (tls ? (tlsModule as EspruinoNetModule) : net).connect(connectOptions, () => {
@@ -192,7 +187,7 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
         const error = failure as { message?: unknown } | undefined;
         finish(
           error
-            ? hostError('SocketError', typeof error.message === 'string' ? error.message : 'socket error', error)
+            ? hostError('SocketError', typeof error.message === 'string' ? error.message : 'socket error')
             : state === 2
               ? undefined
               : hostError('SocketError', 'connection closed'),
@@ -201,7 +196,7 @@ export function createEspruinoHost(options: EspruinoHostOptions): Host {
       socket = opened;
     } catch (error) {
       // Espruino throws from connect when it cannot find the host; no socket events follow for this connection.
-      const failed = hostError('SocketError', 'cannot connect to ' + target.host, error);
+      const failed = hostError('SocketError', 'cannot connect to ' + target.host + ': ' + error);
       later(() => finish(failed), 0);
     }
     return {
