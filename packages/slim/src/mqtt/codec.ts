@@ -1,7 +1,9 @@
 /**
  * The slim client's MQTT 3.1.1 codec (OASIS MQTT 3.1.1 §2, §3): `encodePacket` turns a {@link Packet} into bytes,
  * `createDecoder` turns a byte stream, chunked anyhow, back into packets. QoS 0 and 1 only; no will, no
- * UNSUBSCRIBE, no QoS 2 flow (the IoT Hub does not speak them).
+ * UNSUBSCRIBE, no QoS 2 flow (the IoT Hub does not speak them). Every type encodes; CONNECT and SUBSCRIBE decode
+ * only with `decodeConnectOrSubscribe` from `connect-subscribe.ts` (the hub's side, in tests), so that the client's
+ * bundles do not carry what a client never receives.
  *
  * Restricted dialect (ARCHITECTURE.md, "Embedded targets"): plain functions defined before use, no destructuring,
  * spread, default parameters, Map/Set, TextEncoder. Memory: the decoder keeps at most one partial packet buffer
