@@ -3,7 +3,8 @@
  *
  * Restricted dialect (ARCHITECTURE.md, "Embedded targets"): one factory of closures, no classes, no `this`; the
  * factory calls none of its inner functions before all are declared, because Espruino does not hoist functions.
- * Error messages are mostly just the code: the Espruino bundle has a 12 KB budget.
+ * Error messages are mostly just the code, and nothing is logged: the Espruino bundle has a 12 KB budget and the
+ * callbacks carry every event.
  *
  * Connection policy. `open()` dials; every loss schedules a new attempt after an exponential backoff with jitter
  * (`reconnectMinMs` doubling up to `reconnectMaxMs`, reset once a session is up); refused credentials are
@@ -12,11 +13,12 @@
  * by reconnecting with a fresh one (MQTT 3.1.1 cannot change credentials in-session; Azure's Node SDK does the
  * same, §1.3). A fixed `sasToken` cannot be renewed: once expired, the client ends with `TokenExpired`.
  *
- * Delivery. Telemetry is QoS 1 and waits in a bounded buffer (`maxPendingTelemetry`) until its PUBACK: messages
- * sent offline go out on the next connection, unacknowledged ones are sent again with DUP. Twin requests need a
- * connection: offline they fail at once with `NotConnected`, and those in flight when it drops fail likewise (the
- * caller knows best whether a repeated reported patch is still wanted). Cloud-to-device messages are acknowledged
- * (PUBACK = complete, §2.8) when `onMessage` returns; one whose handler throws is not, and comes again.
+ * Delivery. Telemetry is QoS 1 and waits in a bounded buffer (`maxPendingTelemetry`, shared with twin requests in
+ * flight) until its PUBACK: messages sent offline go out on the next connection, unacknowledged ones are sent
+ * again with DUP. Twin requests need a connection: offline they fail at once with `NotConnected`, and those in
+ * flight when it drops fail likewise (the caller knows best whether a repeated reported patch is still wanted).
+ * Cloud-to-device messages are acknowledged (PUBACK = complete, §2.8) when `onMessage` returns; one whose handler
+ * throws is not, and comes again.
  */
 import { ApiVersions, utf8Decode, utf8Encode } from '@fieldhub/protocol';
 import { slimError } from './errors';
@@ -27,21 +29,19 @@ import { decodeComponent, encodeBag } from './property-bag';
 import { decodeBase64, encodeBase64, formatToken, pairValue, sasResource, tokenExpiry } from './sas';
 import type { SlimCallback, SlimClient, SlimClientOptions, SlimError, SlimMessage } from './types';
 
-/** A telemetry message waiting for its PUBACK. */
-interface PendingTelemetry {
-  topic: string;
-  payload: Uint8Array;
-  callback: SlimCallback<undefined> | undefined;
-  /** Packet identifier, 0 until first sent. */
-  id: number;
-  timer: unknown;
-}
-
-/** A twin request waiting for its response: a GET (answered with the twin) or a reported PATCH (its version). */
-interface PendingRequest {
-  rid: string;
-  get: boolean;
-  // SlimCallback<SlimTwin> for a GET, SlimCallback<number> for a PATCH.
+/**
+ * What waits for the hub: a telemetry message until its PUBACK (`topic`, `payload`, packet `id`), or a twin
+ * request until its response (`rid`; a GET is answered with the twin, a reported PATCH with its version). One list
+ * for both keeps the client small; `maxPendingTelemetry` bounds them together.
+ */
+interface Pending {
+  topic?: string;
+  payload?: Uint8Array;
+  /** Packet identifier of telemetry, 0 until first sent. */
+  id?: number;
+  rid?: string;
+  get?: boolean;
+  // SlimCallback<undefined> for telemetry, SlimCallback<SlimTwin> for a GET, SlimCallback<number> for a PATCH.
   callback: SlimCallback<unknown> | undefined;
   timer: unknown;
 }
@@ -49,6 +49,14 @@ interface PendingRequest {
 // CONNACK return codes (MQTT 3.1.1 §3.2.2.3) as Azure's Node SDK maps them (protocol-device.md §2.2); 4 and 5
 // (bad user name or password, not authorized) fall to Unauthorized.
 const CONNACK_CODES = ['', 'UnacceptableProtocolVersion', 'Unauthorized', 'ServerUnavailable'];
+
+// The system properties of a cloud-to-device message that SlimMessage carries, by their wire names (§2.5).
+const SYSTEM_PROPERTIES: { [wire: string]: 'messageId' | 'correlationId' | 'contentType' | 'contentEncoding' } = {
+  '$.mid': 'messageId',
+  '$.cid': 'correlationId',
+  '$.ct': 'contentType',
+  '$.ce': 'contentEncoding',
+};
 
 // The value of a query parameter of a topic (`...?$rid=1&$version=2`).
 function queryValue(topic: string, name: string): string | undefined {
@@ -93,7 +101,7 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   const sign = options.sign;
   const key = keyText && !sign ? decodeBase64(keyText) : undefined;
   if (!hostName || !deviceId || !(fixedToken || sign || (key && host.hmacSha256))) {
-    throw slimError('ArgumentInvalid', 'hostName, deviceId and a credential are required');
+    throw slimError('ArgumentInvalid', 'hostName, deviceId, credential');
   }
   const lifetime = options.tokenLifetimeSeconds || 3600;
   const keepAlive = options.keepAliveSeconds || 60;
@@ -133,14 +141,8 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   let deadlineTimer: unknown = null;
   let keepAliveTimer: unknown = null;
   let renewTimer: unknown = null;
-  let closeCallbacks: Array<() => void> = [];
-  const pending: PendingTelemetry[] = [];
-  const requests: PendingRequest[] = [];
+  const pending: Pending[] = [];
   let decoder: PacketDecoder | null = null;
-
-  function log(message: string): void {
-    if (host.log) host.log('info', 'slim: ' + message);
-  }
 
   // Runs an application callback with up to two arguments; what it throws is reported, never left to unwind
   // through socket events. False when it threw.
@@ -163,12 +165,6 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   function stopTimer(handle: unknown): null {
     if (handle !== null) host.clearTimeout(handle);
     return null;
-  }
-
-  function runCloseCallbacks(): void {
-    const callbacks = closeCallbacks;
-    closeCallbacks = [];
-    for (let i = 0; i < callbacks.length; i++) guard(callbacks[i]);
   }
 
   // Keep-alive counts from the last packet sent [MQTT-3.1.2-23]: ping after that much silence, and give the hub
@@ -202,49 +198,44 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     return nextId;
   }
 
-  function finishTelemetry(entry: PendingTelemetry, error: SlimError | null): void {
-    const index = pending.indexOf(entry);
-    if (index >= 0) {
+  function finish(entry: Pending | undefined, error: SlimError | null, result?: unknown): void {
+    const index = pending.indexOf(entry as Pending);
+    if (entry && index >= 0) {
       pending.splice(index, 1);
       entry.timer = stopTimer(entry.timer);
-      guard(entry.callback, error);
+      guard(entry.callback, error, result);
     }
   }
 
-  function transmit(entry: PendingTelemetry): void {
+  // The entry whose `field` (packet `id` or `rid`) is `value`.
+  function find(field: 'id' | 'rid', value: unknown): Pending | undefined {
+    for (let i = 0; i < pending.length; i++) {
+      if (value !== undefined && (pending[i] as Pending)[field] === value) return pending[i];
+    }
+    return undefined;
+  }
+
+  function expireAfterTimeout(entry: Pending): void {
+    entry.timer = stopTimer(entry.timer);
+    entry.timer = host.setTimeout(() => finish(entry, slimError('Timeout')), timeout);
+  }
+
+  function transmit(entry: Pending): void {
     const dup = entry.id !== 0;
     if (!dup) entry.id = allocateId();
-    entry.timer = stopTimer(entry.timer);
-    entry.timer = host.setTimeout(() => finishTelemetry(entry, slimError('Timeout')), timeout);
-    publish(entry.topic, entry.payload, entry.id, dup);
+    expireAfterTimeout(entry);
+    publish(entry.topic as string, entry.payload as Uint8Array, entry.id as number, dup);
   }
 
-  function finishRequest(rid: string, error: SlimError | null, version?: number, payload?: Uint8Array): void {
-    for (let i = 0; i < requests.length; i++) {
-      const request = requests[i] as PendingRequest;
-      if (request.rid === rid) {
-        requests.splice(i, 1);
-        stopTimer(request.timer);
-        // A GET answers the twin, a PATCH the new reported version.
-        guard(request.callback, error, error ? undefined : request.get ? parseJson(payload as Uint8Array) : version);
-        return;
-      }
-    }
-  }
-
-  function twinRequest(get: boolean, topic: string, body: string, callback: PendingRequest['callback']): void {
-    if (ended || phase !== 4 || requests.length >= maxPending) {
+  function twinRequest(get: boolean, topic: string, body: string, callback: SlimCallback<unknown> | undefined): void {
+    if (ended || phase !== 4 || pending.length >= maxPending) {
       if (callback) callback(slimError(ended || (phase !== 4 ? 'NotConnected' : 'BufferFull')));
       return;
     }
-    const rid = String(++nextRid);
-    requests.push({
-      rid: rid,
-      get: get,
-      callback: callback,
-      timer: host.setTimeout(() => finishRequest(rid, slimError('Timeout')), timeout),
-    });
-    publish(topic + rid, utf8Encode(body), 0, false);
+    const entry: Pending = { rid: String(++nextRid), get: get, callback: callback, timer: null };
+    pending.push(entry);
+    expireAfterTimeout(entry);
+    publish(topic + entry.rid, utf8Encode(body), 0, false);
   }
 
   function onPublish(packet: PublishPacket): void {
@@ -256,20 +247,14 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       // `$iothub/twin/res/{status}/?$rid={rid}[&$version={version}]`
       const status = Number(topic.slice(17, topic.indexOf('/', 17)));
       const version = queryValue(topic, '$version');
-      if (rid !== undefined) {
-        finishRequest(
-          rid,
-          // The status as the protocol's error names it (protocol-device.md §2.6).
-          status < 300
-            ? null
-            : slimError(
-                status === 429 ? 'ThrottlingException' : status >= 500 ? 'ServerError' : 'ArgumentInvalid',
-                'status ' + status,
-                status,
-              ),
-          version === undefined ? undefined : Number(version),
-          payload,
-        );
+      const entry = find('rid', rid);
+      if (status >= 300) {
+        // The status as the protocol's error names it (protocol-device.md §2.6).
+        const code = status === 429 ? 'ThrottlingException' : status >= 500 ? 'ServerError' : 'ArgumentInvalid';
+        finish(entry, slimError(code, '', status));
+      } else if (entry) {
+        // A GET answers the twin, a PATCH the new reported version.
+        finish(entry, null, entry.get ? parseJson(payload) : Number(version));
       }
     } else if (topic.indexOf('$iothub/twin/PATCH/properties/desired/') === 0) {
       // `...desired/?$version={version}`; the patch carries `$version` too.
@@ -300,11 +285,13 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
         const name = decodeComponent(equals < 0 ? pair : pair.slice(0, equals));
         const value = equals < 0 ? '' : decodeComponent(pair.slice(equals + 1));
         if (!name || name === '__proto__') continue;
-        if (name === '$.mid') message.messageId = value;
-        else if (name === '$.cid') message.correlationId = value;
-        else if (name === '$.ct') message.contentType = value;
-        else if (name === '$.ce') message.contentEncoding = value;
-        else if (name.indexOf('$.') !== 0 && name !== 'iothub-ack') message.properties[name] = value;
+        // Only `$.` names are looked up: no prototype member (`constructor`, ...) starts so.
+        if (name.indexOf('$.') === 0) {
+          const field = SYSTEM_PROPERTIES[name];
+          if (field) message[field] = value;
+        } else if (name !== 'iothub-ack') {
+          message.properties[name] = value;
+        }
       }
       acknowledge = guard(options.onMessage, message);
     }
@@ -316,37 +303,30 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     if (phase === 4) deadlineTimer = stopTimer(deadlineTimer);
     if (packet.type === 2 && phase === 2) {
       if (packet.returnCode) {
-        drop(slimError(CONNACK_CODES[packet.returnCode] || 'Unauthorized', 'CONNACK ' + packet.returnCode));
+        drop(slimError(CONNACK_CODES[packet.returnCode] || 'Unauthorized'));
       } else {
         phase = 3;
         send({ type: 8, messageId: allocateId(), subscriptions: subscriptions });
       }
     } else if (packet.type === 9 && phase === 3) {
       if (packet.granted.indexOf(128) >= 0) {
-        drop(slimError('Unauthorized', 'SUBACK'));
+        drop(slimError('Unauthorized'));
         return;
       }
       deadlineTimer = stopTimer(deadlineTimer);
       phase = 4;
       attempts = 0;
-      log('connected');
       // Messages left unacknowledged by the last connection first, then those queued offline, in order.
       const waiting = pending.slice();
-      for (let i = 0; i < waiting.length; i++) transmit(waiting[i] as PendingTelemetry);
+      for (let i = 0; i < waiting.length; i++) transmit(waiting[i] as Pending);
       armKeepAlive();
       guard(options.onConnect);
     } else if (packet.type === 4) {
-      for (let i = 0; i < pending.length; i++) {
-        const entry = pending[i] as PendingTelemetry;
-        if (entry.id === packet.messageId) {
-          finishTelemetry(entry, null);
-          break;
-        }
-      }
+      finish(find('id', packet.messageId), null);
     } else if (packet.type === 3 && phase === 4) {
       onPublish(packet);
     } else if (packet.type !== 13) {
-      drop(slimError('ProtocolError', 'packet ' + packet.type));
+      drop(slimError('ProtocolError'));
     }
   }
 
@@ -361,15 +341,12 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     deadlineTimer = stopTimer(deadlineTimer);
     keepAliveTimer = stopTimer(keepAliveTimer);
     renewTimer = stopTimer(renewTimer);
-    for (let i = 0; i < pending.length; i++) {
-      const entry = pending[i] as PendingTelemetry;
+    // Telemetry waits for the next connection (its timeout restarts when it is sent again); twin requests fail.
+    const waiting = pending.slice();
+    for (let i = 0; i < waiting.length; i++) {
+      const entry = waiting[i] as Pending;
       entry.timer = stopTimer(entry.timer);
-    }
-    const failed = requests.splice(0, requests.length);
-    for (let i = 0; i < failed.length; i++) {
-      const request = failed[i] as PendingRequest;
-      stopTimer(request.timer);
-      guard(request.callback, slimError(ended || 'NotConnected'));
+      if (entry.rid) finish(entry, slimError(ended || 'NotConnected'));
     }
     // The rest of a chunk being decoded belongs to the connection given up.
     if (decoder) decoder.reset();
@@ -379,19 +356,15 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       current.close();
     }
     if (was === 4) {
-      log('disconnected');
       guard(options.onDisconnect, error);
     } else if (error && !ended) {
       // A failed attempt (refused, unreachable, timed out) has no callback of its own to carry it.
       guard(options.onError, error);
     }
-    if (ended) {
-      runCloseCallbacks();
-    } else if (opened && reconnectTimer === null) {
+    if (opened && !ended && reconnectTimer === null) {
       const ceiling = Math.min(maxDelay, minDelay * (1 << Math.min(attempts, 20)));
       const delay = error ? Math.max(minDelay, ceiling * (0.5 + Math.random() / 2)) : 0;
       if (error) attempts++;
-      log('reconnect in ' + Math.round(delay));
       reconnectTimer = host.setTimeout(connect, delay);
     }
   }
@@ -444,7 +417,6 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       end('TokenExpired');
       return;
     }
-    log('connecting');
     const mine = ++generation;
     phase = 1;
     deadlineTimer = host.setTimeout(() => drop(slimError('Timeout')), timeout);
@@ -465,16 +437,12 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     else if (key && host.hmacSha256) signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
   }
 
-  // Stops the client for good: pending telemetry fails with `code`, twin requests in drop().
+  // Stops the client for good: everything pending fails with `code`.
   function end(code: string): void {
     ended = code;
     reconnectTimer = stopTimer(reconnectTimer);
-    const failed = pending.splice(0, pending.length);
-    for (let i = 0; i < failed.length; i++) {
-      const entry = failed[i] as PendingTelemetry;
-      entry.timer = stopTimer(entry.timer);
-      guard(entry.callback, slimError(code));
-    }
+    const failed = pending.slice();
+    for (let i = 0; i < failed.length; i++) finish(failed[i], slimError(code));
     if (code !== 'Closed') guard(options.onError, slimError(code));
     drop();
   }
@@ -491,10 +459,10 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
         if (callback) callback(slimError(ended || 'BufferFull'));
         return;
       }
-      const entry: PendingTelemetry = {
+      const entry: Pending = {
         topic: telemetryPrefix + encodeBag(properties),
         payload: typeof payload === 'string' ? utf8Encode(payload) : payload,
-        callback: callback,
+        callback: callback as SlimCallback<unknown> | undefined,
         id: 0,
         timer: null,
       };
@@ -512,10 +480,10 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     get connected(): boolean {
       return phase === 4;
     },
+    // Closing completes at once: DISCONNECT is written and the socket closed before the callback runs.
     close: (callback): void => {
-      if (callback) closeCallbacks.push(callback);
-      if (ended === 'Closed') runCloseCallbacks();
-      else end('Closed');
+      if (ended !== 'Closed') end('Closed');
+      guard(callback);
     },
   };
 }

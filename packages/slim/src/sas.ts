@@ -51,7 +51,7 @@ export function decodeBase64(text: string): Uint8Array {
   let p = 0;
   for (let i = 0; i < clean.length; i++) {
     const value = ALPHABET.indexOf(clean.charAt(i));
-    if (value < 0) throw slimError('ArgumentInvalid', 'key not base64');
+    if (value < 0) throw slimError('ArgumentInvalid');
     bits = ((bits << 6) | value) & 0xffffff;
     count += 6;
     if (count >= 8) {

@@ -72,7 +72,8 @@ export interface SlimClientOptions {
   /** Reconnect backoff: first and largest delay, milliseconds (defaults 1000 and 60000), with jitter. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
-  /** QoS 1 telemetry kept for retry while unacknowledged or offline; default 8. Beyond it: `BufferFull`. */
+  /** QoS 1 telemetry kept for retry while unacknowledged or offline, and twin requests in flight, together;
+   * default 8. Beyond it: `BufferFull`. */
   maxPendingTelemetry?: number;
   /** How long a request (twin get / patch, PUBACK) may take, milliseconds; default 30000. */
   operationTimeoutMs?: number;
@@ -106,6 +107,7 @@ export interface SlimClient {
   updateReported(patch: { [key: string]: unknown }, callback?: SlimCallback<number>): void;
   /** Whether the MQTT session is up. */
   readonly connected: boolean;
-  /** Sends DISCONNECT, closes the socket, fails what is pending with `Closed`; idempotent. */
+  /** Sends DISCONNECT, closes the socket, fails what is pending with `Closed`, then calls back (before it
+   * returns); idempotent. */
   close(callback?: () => void): void;
 }
