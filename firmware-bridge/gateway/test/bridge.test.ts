@@ -297,6 +297,24 @@ describe('the firmware bridge gateway against a real hub', () => {
     }
   });
 
+  it('tells the MCU to read the twin after a desired patch it missed while unplugged', async () => {
+    const { mcu, pair, linkStates } = gatewayKeyed;
+    await pair.stop();
+    await until(() => linkStates.at(-1) === 'down' || undefined, 'the gateway to see the link down');
+    const patched = await service.twins.patch('bridge-keyed', { properties: { desired: { missed: true } } });
+    const version = (patched.properties?.desired as { $version: number }).$version;
+    const before = mcu.received.length;
+    await pair.start();
+    const notice = await until(
+      () =>
+        mcu.received
+          .slice(before)
+          .find((message) => message.kind === 'twinDesired' && message.version === version && message.json === '{}'),
+      'TWIN_DESIRED {} after the replug',
+    );
+    expect(notice).toBeDefined();
+  });
+
   it('loses no acknowledged telemetry across unplugging and replugging the cable', async () => {
     const { mcu, pair, gateway, linkStates } = gatewayKeyed;
     const session = gateway.sessions.get(pair.gatewayPath);
