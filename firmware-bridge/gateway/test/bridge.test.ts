@@ -302,7 +302,7 @@ describe('the firmware bridge gateway against a real hub', () => {
     await pair.stop();
     await until(() => linkStates.at(-1) === 'down' || undefined, 'the gateway to see the link down');
     const patched = await service.twins.patch('bridge-keyed', { properties: { desired: { missed: true } } });
-    const version = (patched.properties?.desired as { $version: number }).$version;
+    const version = Number(patched.properties?.desired?.$version);
     const before = mcu.received.length;
     await pair.start();
     const notice = await until(
