@@ -101,7 +101,7 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   const sign = options.sign;
   const key = keyText && !sign ? decodeBase64(keyText) : undefined;
   if (!hostName || !deviceId || !(fixedToken || sign || (key && host.hmacSha256))) {
-    throw slimError('ArgumentInvalid', 'hostName, deviceId, credential');
+    throw slimError('ArgumentInvalid');
   }
   const lifetime = options.tokenLifetimeSeconds || 3600;
   const keepAlive = options.keepAliveSeconds || 60;
@@ -384,8 +384,10 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
         password: token,
       };
       send(connectPacket);
-      // Renew at 80 % of the lifetime: drop() without an error reconnects at once, with a new token.
-      if (expiry) renewTimer = host.setTimeout(drop, (expiry * 1000 - host.now()) * 0.8);
+      // Renew at 80 % of the lifetime: drop() without an error reconnects at once, with a new token. Wrapped,
+      // since a timer may pass its callback an argument (Moddable's Timer passes its id), which drop would take
+      // for an error.
+      if (expiry) renewTimer = host.setTimeout(() => drop(), (expiry * 1000 - host.now()) * 0.8);
     };
     const created = host.connect(connectOptions, {
       onConnect: () => {
