@@ -5,8 +5,15 @@
  */
 import type { HostTlsOptions } from './host';
 
-/** Error passed to callbacks: a stable string `code` (the protocol's names, e.g. `Unauthorized`,
- * `ThrottlingException`, `Timeout`, `NotConnected`, `BufferFull`, `Closed`) and, where the hub gave one, `status`. */
+/**
+ * Error passed to callbacks: a stable string `code` and, where the hub gave one, `status`. Codes: refused
+ * connections `Unauthorized` (CONNACK 2, 4, 5, or a refused subscription), `ServerUnavailable` (3),
+ * `UnacceptableProtocolVersion` (1); twin answers `ThrottlingException` (429), `ServerError` (5xx),
+ * `ArgumentInvalid` (other 4xx; also options `createClient` refuses); `Timeout` (no answer within
+ * `operationTimeoutMs`, or no PINGRESP), `NotConnected`, `BufferFull`, `Closed`, `TokenExpired` (a fixed SAS token
+ * ran out), `ConnectionLost`, `ProtocolError` (bytes that are not MQTT 3.1.1 as the hub speaks it),
+ * `SigningFailed` (`options.sign` called back with an error), `CallbackFailed` (an application callback threw).
+ */
 export interface SlimError extends Error {
   code: string;
   status?: number;
@@ -96,14 +103,17 @@ export interface SlimClientOptions {
 export interface SlimClient {
   /** Connects, and keeps reconnecting until `close`. */
   open(): void;
-  /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull` / `Closed`). */
+  /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull`, `Timeout`,
+   * `Closed`, `TokenExpired`). Sent at once when connected, else on the next connection. */
   sendTelemetry(
     payload: string | Uint8Array,
     properties: SlimProperties | null,
     callback?: SlimCallback<undefined>,
   ): void;
+  /** The twin. Needs a connection: fails with `NotConnected` offline or when the connection drops before the
+   * answer, `Timeout` after `operationTimeoutMs`. */
   getTwin(callback: SlimCallback<SlimTwin>): void;
-  /** The callback gets the new reported `$version`. */
+  /** Patches reported properties; the callback gets the new reported `$version`. Fails as {@link SlimClient.getTwin}. */
   updateReported(patch: { [key: string]: unknown }, callback?: SlimCallback<number>): void;
   /** Whether the MQTT session is up. */
   readonly connected: boolean;
