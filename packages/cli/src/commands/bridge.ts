@@ -102,7 +102,10 @@ export function addBridgeCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
-      await gateway.close();
+      // Bounded, and then exit as `hub start` does: after a clean close the AMQP library can still hold timers (an
+      // idle-timeout heartbeat, a link-attach timeout) that would keep the process alive for minutes.
+      await Promise.race([gateway.close(), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
+      process.exit(0);
     });
 }
 
