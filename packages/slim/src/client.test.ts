@@ -422,6 +422,27 @@ describe('createClient', () => {
     expect(host.current.last(4)).toEqual({ type: 4, messageId: 7 });
   });
 
+  it('takes a message the hub publishes before its SUBACK [MQTT-3.8.4-3]', () => {
+    const { host, client, events } = setup();
+    client.open();
+    host.current.accept();
+    host.current.receive({ type: 2, sessionPresent: false, returnCode: 0 });
+    const subscribe = host.current.last(8);
+    host.current.receive({
+      type: 3,
+      topic: 'devices/dev-1/messages/devicebound/',
+      payload: new Uint8Array([49]),
+      qos: 1,
+      messageId: 3,
+      dup: false,
+      retain: false,
+    });
+    host.current.receive({ type: 9, messageId: subscribe.messageId, granted: [0, 1] });
+    expect(events.messages.map((message) => message.text)).toEqual(['1']);
+    expect(host.current.last(4)).toEqual({ type: 4, messageId: 3 });
+    expect(events.connects).toBe(1);
+  });
+
   it('answers twin requests, fails them on an error status and when the connection drops', () => {
     const { host, client } = setup({ onDesired: (patch, version) => desired.push([patch, version]) });
     const desired: Array<[unknown, number]> = [];

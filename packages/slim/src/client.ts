@@ -323,7 +323,8 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       guard(options.onConnect);
     } else if (packet.type === 4) {
       finish(find('id', packet.messageId), null);
-    } else if (packet.type === 3 && phase === 4) {
+    } else if (packet.type === 3 && phase > 2) {
+      // Also before the SUBACK: the hub may publish on a new subscription at once [MQTT-3.8.4-3].
       onPublish(packet);
     } else if (packet.type !== 13) {
       drop(slimError('ProtocolError'));
