@@ -338,3 +338,70 @@ describe('the firmware bridge gateway against a real hub', () => {
     expect(session?.client).toBe(clientBefore);
   });
 });
+
+describe('one gateway, several ports', () => {
+  it('serves an MCU on each port, and replaces the device client of an MCU that rebooted', async () => {
+    const first = await hub.createSasDevice('bridge-port-1');
+    const second = await hub.createSasDevice('bridge-port-2');
+    const pairs = [1, 2].map((index) => new PtyPair(join(dir, `multi-${index}-gw`), join(dir, `multi-${index}-mcu`)));
+    await Promise.all(pairs.map((pair) => pair.start()));
+    const [pair1, pair2] = pairs as [PtyPair, PtyPair];
+    const gateway = createGateway({
+      hub: { hostName: hub.hostName, port: hub.info.ports.amqp ?? 0, ca: hub.ca, transport: 'amqp' },
+      ports: [
+        {
+          path: pair1.gatewayPath,
+          baudRate: 115200,
+          devices: [{ deviceId: 'bridge-port-1', sharedAccessKey: first.primaryKey }],
+        },
+        { path: pair2.gatewayPath, baudRate: 115200, devices: [] },
+      ],
+      log: { level: 'silent' },
+    });
+    const mcus: TsMcu[] = [];
+    const mcu = (path: string, deviceId: string, bootId: number, key?: string): TsMcu => {
+      const started = new TsMcu({
+        path,
+        deviceId,
+        bootId,
+        capabilities: key === undefined ? Capability.twin : Capability.sign | Capability.twin,
+        ...(key !== undefined ? { key } : {}),
+      });
+      started.start();
+      mcus.push(started);
+      return started;
+    };
+    try {
+      await gateway.start();
+      const one = mcu(pair1.mcuPath, 'bridge-port-1', 1);
+      const two = mcu(pair2.mcuPath, 'bridge-port-2', 2, second.primaryKey);
+      const session1 = gateway.sessions.get(pair1.gatewayPath);
+      const session2 = gateway.sessions.get(pair2.gatewayPath);
+      const client1 = await until(() => session1?.client, 'the client of port 1');
+      await until(() => session2?.client, 'the client of port 2');
+      one.sendTelemetry(1, [['$.mid', 'multi-1']], 'a');
+      two.sendTelemetry(1, [['$.mid', 'multi-2']], 'b');
+      const [event1, event2] = await Promise.all([
+        until(() => events.find((item) => item.messageId === 'multi-1'), 'port 1 telemetry'),
+        until(() => events.find((item) => item.messageId === 'multi-2'), 'port 2 telemetry'),
+      ]);
+      expect([event1.deviceId, event2.deviceId]).toEqual(['bridge-port-1', 'bridge-port-2']);
+
+      // The MCU on port 1 reboots: a new bootId in its HELLO.
+      await one.stop();
+      const rebooted = mcu(pair1.mcuPath, 'bridge-port-1', 99);
+      const client1After = await until(
+        () => (session1?.client !== undefined && session1.client !== client1 ? session1.client : undefined),
+        'a new client for the rebooted MCU',
+      );
+      expect(client1After).not.toBe(client1);
+      rebooted.sendTelemetry(1, [['$.mid', 'multi-1-after-reboot']], 'c');
+      // Same id 1 as before the reboot, but a new bootId: not a duplicate, so it reaches the hub.
+      await until(() => events.find((item) => item.messageId === 'multi-1-after-reboot'), 'telemetry after the reboot');
+    } finally {
+      await Promise.all(mcus.map((started) => started.stop()));
+      await gateway.close();
+      await Promise.all(pairs.map((pair) => pair.stop()));
+    }
+  });
+});
