@@ -34,15 +34,13 @@ function openSocket(options: HostConnectOptions, events: HostSocketEvents): Host
     socket = connectTcp({ host: options.host, port: options.port });
     socket.once('connect', () => events.onConnect());
   } else {
+    const serverName = tls.servername ?? options.host;
     socket = connectTls({
       host: options.host,
       port: options.port,
-      // SNI carries names only (RFC 6066 §3); a dialled address gets none unless the caller names the server.
-      ...(tls.servername !== undefined
-        ? { servername: tls.servername }
-        : isIP(options.host) === 0
-          ? { servername: options.host }
-          : {}),
+      // SNI carries host names only (RFC 6066 §3; Node warns on an address): the server name the client gives, else
+      // the host dialled, unless either is an address.
+      ...(isIP(serverName) === 0 ? { servername: serverName } : {}),
       ...(tls.ca === undefined ? {} : { ca: tls.ca as string | Buffer | Array<string | Buffer> }),
       ...(tls.cert === undefined ? {} : { cert: tls.cert as string | Buffer }),
       ...(tls.key === undefined ? {} : { key: tls.key as string | Buffer }),
