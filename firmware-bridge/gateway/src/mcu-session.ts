@@ -583,8 +583,25 @@ export class McuSession {
 
   #ackTelemetry(id: number, status: number, duplicate: boolean): void {
     // With the link down the ACK is lost: the MCU re-sends after link-up and the dedup answers (§5.3).
-    if (this.#send({ kind: 'telemetryAck', id, status })) {
-      this.#options.events?.telemetryAcknowledged?.({ id, status, duplicate });
+    this.#answer({ kind: 'telemetryAck', id, status }, () =>
+      this.#options.events?.telemetryAcknowledged?.({ id, status, duplicate }),
+    );
+  }
+
+  /**
+   * Sends an answer the MCU waits for (TELEMETRY_ACK, TWIN, TWIN_RESULT). Behind a full window and queue it waits for
+   * room (retrying every 100 ms while the link stays up) rather than being dropped: the MCU would wait for it until
+   * its next link-up.
+   */
+  #answer(message: BridgeMessage, sent?: () => void): void {
+    const result = this.#link.send(message);
+    if (result === 'sent' || result === 'queued') sent?.();
+    else if (result === 'busy' && !this.#closed) {
+      this.#timers.setTimeout(() => {
+        if (this.#link.isUp) this.#answer(message, sent);
+      }, 100);
+    } else if (result === 'tooLarge') {
+      this.#log.warn?.('an answer exceeds the MCU maxFrame', { port: this.#options.name, kind: message.kind });
     }
   }
 
@@ -700,10 +717,10 @@ export class McuSession {
         (twin) => {
           const json = JSON.stringify({ desired: twin.desired, reported: twin.reported });
           const size = new TextEncoder().encode(json).length + 4;
-          if (!this.#link.fits(size)) this.#send({ kind: 'twin', rid, status: 413, json: '' });
-          else this.#send({ kind: 'twin', rid, status: 200, json });
+          if (!this.#link.fits(size)) this.#answer({ kind: 'twin', rid, status: 413, json: '' });
+          else this.#answer({ kind: 'twin', rid, status: 200, json });
         },
-        (error: unknown) => this.#send({ kind: 'twin', rid, status: statusOf(error), json: '' }),
+        (error: unknown) => this.#answer({ kind: 'twin', rid, status: statusOf(error), json: '' }),
       );
   }
 
@@ -715,14 +732,14 @@ export class McuSession {
       patch = undefined;
     }
     if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
-      this.#send({ kind: 'twinResult', rid, status: 400, version: 0 });
+      this.#answer({ kind: 'twinResult', rid, status: 400, version: 0 });
       return;
     }
     void slot.ready
       .then((client) => client.updateReportedProperties(patch as Record<string, unknown>))
       .then(
-        (version) => this.#send({ kind: 'twinResult', rid, status: 204, version }),
-        (error: unknown) => this.#send({ kind: 'twinResult', rid, status: statusOf(error), version: 0 }),
+        (version) => this.#answer({ kind: 'twinResult', rid, status: 204, version }),
+        (error: unknown) => this.#answer({ kind: 'twinResult', rid, status: statusOf(error), version: 0 }),
       );
   }
 
