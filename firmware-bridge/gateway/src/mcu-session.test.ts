@@ -3,7 +3,7 @@ import { type BridgeMessage, Capability, decodeMessage, encodeFrame, encodeMessa
 import { cloudToDeviceProperties, McuSession, toTelemetryMessage } from './mcu-session';
 
 /** A session with no hub behind it: what it answers before any device client exists. */
-function session(capabilities = 0) {
+function session(capabilities = 0, link: { queueLimit?: number } = {}, window = 4) {
   const decoder = new FrameDecoder(65535);
   const sent: BridgeMessage[] = [];
   const mcuSession = new McuSession({
@@ -11,17 +11,18 @@ function session(capabilities = 0) {
     hub: { hostName: 'hub.invalid', transport: 'amqp' },
     devices: [],
     logger: {},
+    link,
     write: (bytes) => {
       for (const frame of decoder.push(bytes)) sent.push(decodeMessage(frame.type, frame.payload));
     },
   });
   let seq = 1;
-  const fromMcu = (message: BridgeMessage, reliable = true): void => {
+  const fromMcu = (message: BridgeMessage, reliable = true, linkSeq?: number): void => {
     const { type, payload } = encodeMessage(message);
-    mcuSession.receive(encodeFrame({ type, seq: reliable ? seq++ : 0, payload }));
+    mcuSession.receive(encodeFrame({ type, seq: linkSeq ?? (reliable ? seq++ : 0), payload }));
   };
   mcuSession.opened();
-  fromMcu({ kind: 'hello', protocol: 1, capabilities, maxFrame: 512, window: 4, bootId: 1 }, false);
+  fromMcu({ kind: 'hello', protocol: 1, capabilities, maxFrame: 512, window, bootId: 1 }, false);
   return { mcuSession, sent, fromMcu };
 }
 
@@ -53,6 +54,28 @@ describe('an MCU session before IDENTITY', () => {
     fromMcu({ kind: 'identity', deviceId: 'd1', moduleId: '', auth: 1 });
     expect(sent.find((message) => message.kind === 'error')).toMatchObject({ refSeq: 1, code: 5 });
     expect(sent.find((message) => message.kind === 'status')).toMatchObject({ state: 3, status: 401 });
+    await mcuSession.close();
+  });
+});
+
+describe('answers the MCU waits for', () => {
+  it('wait for room behind a full window instead of being dropped', async () => {
+    // Window 1 and no queue: the TIME sent at link-up fills the window until the MCU acknowledges it.
+    const { sent, fromMcu, mcuSession } = session(0, { queueLimit: 0 }, 1);
+    fromMcu({ kind: 'identity', deviceId: 'unlisted', moduleId: '', auth: 0 });
+    fromMcu({ kind: 'twinReported', rid: 9, json: 'not json' });
+    await new Promise((resolve) => setTimeout(resolve, 250));
+    expect(sent.some((message) => message.kind === 'twinResult')).toBe(false);
+    fromMcu({ kind: 'ack' }, false, 1);
+    for (let waited = 0; !sent.some((message) => message.kind === 'twinResult') && waited < 5000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(sent.find((message) => message.kind === 'twinResult')).toEqual({
+      kind: 'twinResult',
+      rid: 9,
+      status: 400,
+      version: 0,
+    });
     await mcuSession.close();
   });
 });
