@@ -129,8 +129,15 @@ describe('fixture frames (fixtures/frames.txt, shared with the C library)', () =
       }
       const message = decodeMessage(frame.type, frame.payload);
       const expected = expectedMessage(fixture);
-      // messages.json names a method request after the method (its `name` field): the fixture name wins there.
-      if (message.kind === 'methodRequest') delete expected.name;
+      if (message.kind === 'methodRequest') {
+        // make-frames.py writes a method request's `name` (the method) over the fixture's name; accept that and a
+        // separate field for it.
+        const methodName =
+          fixture.methodName ?? fixture.method ?? (fixture.name !== frame.name ? fixture.name : undefined);
+        delete expected.methodName;
+        delete expected.method;
+        if (methodName !== undefined) expect(message.name).toBe(methodName);
+      }
       expect(message).toMatchObject(expected);
       expect(toHex(encodeMessage(message).payload)).toBe(toHex(frame.payload));
       expect(encodeMessage(message).type).toBe(frame.type);
