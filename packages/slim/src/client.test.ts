@@ -228,6 +228,18 @@ describe('createClient', () => {
     expect(results).toEqual([null]);
   });
 
+  it('refuses telemetry over 256 KB at once with MessageTooLarge, sending nothing', () => {
+    const { host, client } = setup();
+    client.open();
+    host.current.handshake();
+    const results: string[] = [];
+    client.sendTelemetry(new Uint8Array(256 * 1024), null, (error) => results.push(error ? error.code : 'ok'));
+    expect(results).toEqual(['MessageTooLarge']);
+    expect(host.current.publishes()).toEqual([]);
+    client.sendTelemetry(new Uint8Array(200 * 1024), { a: 'b' }, (error) => results.push(error ? error.code : 'ok'));
+    expect(host.current.publishes()).toHaveLength(1);
+  });
+
   it('re-sends unacknowledged telemetry with DUP after a reconnect, then what was queued offline', () => {
     const { host, client, events } = setup();
     client.open();

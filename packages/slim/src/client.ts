@@ -458,19 +458,27 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       }
     },
     sendTelemetry: (payload, properties, callback): void => {
-      if (ended || pending.length >= maxPending) {
-        if (callback) callback(slimError(ended || 'BufferFull'));
-        return;
+      const topic = telemetryPrefix + encodeBag(properties);
+      const bytes = typeof payload === 'string' ? utf8Encode(payload) : payload;
+      // IoT Hub takes 256 KB of body and properties (the protocol's Limits.telemetryMessageMaxBytes, written out:
+      // the table costs more than the number) and drops the connection over a bigger message, which would then be
+      // sent again after every reconnect. The topic counts a little more than the properties: on the safe side.
+      const code =
+        ended ||
+        (pending.length >= maxPending ? 'BufferFull' : topic.length + bytes.length > 262144 ? 'MessageTooLarge' : '');
+      if (code) {
+        if (callback) callback(slimError(code));
+      } else {
+        const entry: Pending = {
+          topic: topic,
+          payload: bytes,
+          callback: callback as SlimCallback<unknown>,
+          id: 0,
+          timer: null,
+        };
+        pending.push(entry);
+        if (phase === 4) transmit(entry);
       }
-      const entry: Pending = {
-        topic: telemetryPrefix + encodeBag(properties),
-        payload: typeof payload === 'string' ? utf8Encode(payload) : payload,
-        callback: callback as SlimCallback<unknown> | undefined,
-        id: 0,
-        timer: null,
-      };
-      pending.push(entry);
-      if (phase === 4) transmit(entry);
     },
     getTwin: (callback): void => twinRequest(true, '$iothub/twin/GET/?$rid=', '', callback as SlimCallback<unknown>),
     updateReported: (patch, callback): void =>

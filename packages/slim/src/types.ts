@@ -12,7 +12,8 @@ import type { HostTlsOptions } from './host';
  * `ArgumentInvalid` (other 4xx; also options `createClient` refuses); `Timeout` (no answer within
  * `operationTimeoutMs`, or no PINGRESP), `NotConnected`, `BufferFull`, `Closed`, `TokenExpired` (a fixed SAS token
  * ran out), `ConnectionLost`, `ProtocolError` (bytes that are not MQTT 3.1.1 as the hub speaks it),
- * `SigningFailed` (`options.sign` called back with an error), `CallbackFailed` (an application callback threw).
+ * `SigningFailed` (`options.sign` called back with an error), `CallbackFailed` (an application callback threw),
+ * `MessageTooLarge` (telemetry over IoT Hub's 256 KB).
  */
 export interface SlimError extends Error {
   code: string;
@@ -103,8 +104,9 @@ export interface SlimClientOptions {
 export interface SlimClient {
   /** Connects, and keeps reconnecting until `close`. */
   open(): void;
-  /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull`, `Timeout`,
-   * `Closed`, `TokenExpired`). Sent at once when connected, else on the next connection. */
+  /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull`, `MessageTooLarge`
+   * over IoT Hub's 256 KB, `Timeout`, `Closed`, `TokenExpired`). Sent at once when connected, else on the next
+   * connection. */
   sendTelemetry(
     payload: string | Uint8Array,
     properties: SlimProperties | null,
