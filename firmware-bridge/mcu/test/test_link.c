@@ -255,6 +255,71 @@ static void sequence_numbers_wrap_from_65535_to_1(void) {
   CHECK(A.link.tx_next_seq == 65530u + 30u - 65535u);
 }
 
+/* One corruption of byte pos of what `from` has written and not yet delivered: variant 0..7 flips that bit, 8 sets
+ * the byte to 0x00 (the frame splits in two), 9 to 0xFF. Returns 0 when the variant leaves the byte as it was. */
+static int corrupt_pending(end *from, size_t pos, int variant) {
+  uint8_t orig = from->out[pos];
+  uint8_t b = variant < 8 ? (uint8_t)(orig ^ (1u << variant)) : variant == 8 ? 0x00 : 0xFF;
+  from->out[pos] = b;
+  return b != orig;
+}
+
+/* Issue #12: every frame corrupted at every byte, "CRC rejects it, the link recovers". On a live link, the first
+ * transmission of a data frame (MCU -> gateway), of its ACK (gateway -> MCU), and of a gateway data frame are
+ * corrupted at each byte in turn, the delimiter included, in ten ways each. Every time the receiver must drop it,
+ * the retransmission must repair it, the frame must be delivered exactly once and in order, and the link must stay
+ * up (no re-handshake) and carry the next frame. */
+static void every_frame_corrupted_at_every_byte_on_a_live_link_is_repaired_by_retransmission(void) {
+  int direction;
+  unsigned long cases = 0;
+  for (direction = 0; direction < 3; direction++) {
+    size_t pos;
+    size_t wire_len = 1;
+    for (pos = 0; pos < wire_len; pos++) {
+      int v;
+      for (v = 0; v < 10; v++) {
+        fb_rng rng = {11};
+        uint32_t now = 0;
+        end *sender;
+        end *receiver;
+        end *corrupted;
+        int b_downs;
+        fresh(4, 4, 0);
+        fb_link_start(&B.link, now);
+        fb_link_start(&A.link, now);
+        now = wire_run(&A, &B, &rng, now, 100, 0, 0);
+        CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link) && A.out_len == 0 && B.out_len == 0);
+        b_downs = B.downs; /* the opening RESET crossing the first HELLO re-handshakes the gateway once */
+        sender = direction == 2 ? &B : &A;
+        receiver = direction == 2 ? &A : &B;
+        sender->next_counter = 41; /* a 121-byte payload with zero bytes and non-zero runs */
+        CHECK(end_send(sender) == FB_OK);
+        corrupted = direction == 1 ? receiver : sender;
+        if (direction == 1) {
+          wire_transfer(sender, receiver, &rng, now); /* the frame arrives; the receiver's ACK is now pending */
+        }
+        wire_len = corrupted->out_len;
+        CHECK(pos < wire_len && corrupted->out[wire_len - 1] == 0);
+        if (!corrupt_pending(corrupted, pos, v)) {
+          continue;
+        }
+        cases++;
+        now = wire_run(&A, &B, &rng, now, 3000, 0, 0);
+        CHECK_MSG(receiver->n_got == 1 && receiver->got[0] == 41 && receiver->order_errors == 0 &&
+                      sender->link.tx_count == 0,
+                  "direction %d, byte %u, variant %d: got %u, in flight %u", direction, (unsigned)pos, v,
+                  receiver->n_got, sender->link.tx_count);
+        CHECK_MSG(A.ups == 1 && A.downs == 0 && B.downs == b_downs, "direction %d, byte %u, variant %d: the link restarted",
+                  direction, (unsigned)pos, v);
+        CHECK(end_send(sender) == FB_OK);
+        now = wire_run(&A, &B, &rng, now, 1000, 0, 0);
+        CHECK(receiver->n_got == 2 && receiver->got[1] == 42 && sender->link.tx_count == 0);
+      }
+    }
+  }
+  CHECK_MSG(cases > 2u * 121u * 9u + 9u * 9u, "%lu cases", cases); /* two data frames, one ACK */
+}
+
 static void init_refuses_bad_buffers(void) {
   fb_link l;
   fb_link_config cfg;
@@ -288,6 +353,8 @@ const fb_test link_tests[] = {
     {"a full window refuses with BUSY, a down link with LINK_DOWN, an oversize frame with TOO_LARGE",
      a_full_window_refuses_with_busy_and_a_down_link_with_link_down},
     {"sequence numbers wrap from 65535 to 1", sequence_numbers_wrap_from_65535_to_1},
+    {"every frame corrupted at every byte on a live link: dropped, retransmitted, delivered once, link stays up",
+     every_frame_corrupted_at_every_byte_on_a_live_link_is_repaired_by_retransmission},
     {"init refuses bad buffers", init_refuses_bad_buffers},
     {0, 0},
 };
