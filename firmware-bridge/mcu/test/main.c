@@ -30,6 +30,7 @@ int main(int argc, char **argv) {
   run_table(fixture_tests, &passed, &failed, only);
   run_table(link_tests, &passed, &failed, only);
   run_table(device_tests, &passed, &failed, only);
+  run_table(fuzz_tests, &passed, &failed, only);
   printf("%d passed, %d failed\n", passed, failed);
   return failed ? 1 : 0;
 }

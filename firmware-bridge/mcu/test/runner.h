@@ -36,6 +36,7 @@ extern const fb_test codec_tests[];
 extern const fb_test fixture_tests[];
 extern const fb_test link_tests[];
 extern const fb_test device_tests[];
+extern const fb_test fuzz_tests[];
 
 /* A seeded PRNG (xorshift32): the same faults on every run. */
 typedef struct fb_rng {
