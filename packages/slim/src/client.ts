@@ -118,12 +118,16 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   };
   const telemetryPrefix = 'devices/' + deviceId + '/messages/events/';
   const cloudToDevicePrefix = 'devices/' + deviceId + '/messages/devicebound/';
+  // Each prefix serves its subscription filter (with `#`) and the dispatch of what arrives: one string in the bundle.
+  const twinResponsePrefix = '$iothub/twin/res/';
+  const desiredPrefix = '$iothub/twin/PATCH/properties/desired/';
+  const methodPrefix = '$iothub/methods/POST/';
   // Only what has a handler is subscribed: a device without onMethod is offline for methods, as the hub says.
   // The filters are the protocol's TopicFilters, written out: importing them costs more bytes than the strings.
-  const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [{ topic: '$iothub/twin/res/#', qos: 0 }];
+  const subscriptions: Array<{ topic: string; qos: 0 | 1 }> = [{ topic: twinResponsePrefix + '#', qos: 0 }];
   if (options.onMessage) subscriptions.push({ topic: cloudToDevicePrefix + '#', qos: 1 });
-  if (options.onDesired) subscriptions.push({ topic: '$iothub/twin/PATCH/properties/desired/#', qos: 0 });
-  if (options.onMethod) subscriptions.push({ topic: '$iothub/methods/POST/#', qos: 0 });
+  if (options.onDesired) subscriptions.push({ topic: desiredPrefix + '#', qos: 0 });
+  if (options.onMethod) subscriptions.push({ topic: methodPrefix + '#', qos: 0 });
 
   // Why the client stopped for good (`Closed`, `TokenExpired`), or '' while it runs.
   let ended = '';
@@ -243,7 +247,7 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     const payload = packet.payload;
     const rid = queryValue(topic, '$rid');
     let acknowledge = true;
-    if (topic.indexOf('$iothub/twin/res/') === 0) {
+    if (topic.indexOf(twinResponsePrefix) === 0) {
       // `$iothub/twin/res/{status}/?$rid={rid}[&$version={version}]`
       const status = Number(topic.slice(17, topic.indexOf('/', 17)));
       const version = queryValue(topic, '$version');
@@ -256,12 +260,12 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
         // A GET answers the twin, a PATCH the new reported version.
         finish(entry, null, entry.get ? parseJson(payload) : Number(version));
       }
-    } else if (topic.indexOf('$iothub/twin/PATCH/properties/desired/') === 0) {
+    } else if (topic.indexOf(desiredPrefix) === 0) {
       // `...desired/?$version={version}`; the patch carries `$version` too.
       const version = Number(queryValue(topic, '$version'));
       const patch = parseJson(payload) as { [key: string]: unknown };
       guard(options.onDesired, patch, version);
-    } else if (topic.indexOf('$iothub/methods/POST/') === 0) {
+    } else if (topic.indexOf(methodPrefix) === 0) {
       // `$iothub/methods/POST/{name}/?$rid={rid}`, answered on `$iothub/methods/res/{status}/?$rid={rid}`.
       const onMethod = options.onMethod;
       const request = { name: topic.slice(21, topic.indexOf('/', 21)), payload: parseJson(payload) };
