@@ -539,6 +539,7 @@ int main(int argc, char **argv) {
   int i;
   int quit = 0;
   int stdin_open = 1;
+  pid_t parent = getppid();
 
   memset(&cfg, 0, sizeof cfg);
   memset(&cb, 0, sizeof cb);
@@ -671,7 +672,7 @@ int main(int argc, char **argv) {
       char c;
       ssize_t r = read(0, &c, 1);
       if (r <= 0) {
-        stdin_open = 0; /* stdin closed: keep running (a demo may pipe nothing); quit ends it */
+        stdin_open = 0; /* stdin closed: keep running (a demo may pipe nothing) while the parent lives */
       } else if (c == '\n') {
         line[line_len] = '\0';
         if (line_len > 0 && line[line_len - 1] == '\r') {
@@ -685,6 +686,11 @@ int main(int argc, char **argv) {
     }
     fb_device_poll(&s.dev, now);
     drain(&s);
+    if (!stdin_open && getppid() != parent) {
+      /* Nobody can send quit any more: the process that started us is gone (a test runner that crashed). Without
+       * this an orphan would hold the port and poll it forever. */
+      break;
+    }
   }
   emit_simple("bye");
   if (s.fd >= 0) {
