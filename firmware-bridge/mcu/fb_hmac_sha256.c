@@ -106,6 +106,16 @@ void fb_sha256_final(fb_sha256 *s, uint8_t out[FB_SHA256_SIZE]) {
   }
 }
 
+/* Overwrite key material through a volatile pointer: a plain loop or memset on memory that is never read again
+ * may be optimised away. */
+static void wipe(void *p, size_t n) {
+  volatile uint8_t *v = (volatile uint8_t *)p;
+  while (n > 0) {
+    n--;
+    v[n] = 0;
+  }
+}
+
 void fb_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size_t msg_len,
                     uint8_t out[FB_SHA256_SIZE]) {
   uint8_t k[FB_SHA256_BLOCK];
@@ -139,4 +149,10 @@ void fb_hmac_sha256(const uint8_t *key, size_t key_len, const uint8_t *msg, size
   fb_sha256_update(&s, pad, FB_SHA256_BLOCK);
   fb_sha256_update(&s, inner, FB_SHA256_SIZE);
   fb_sha256_final(&s, out);
+  /* The key (and the pads and states derived from it) must not outlive the call in stack memory that the next
+   * function, or a crash dump, can read: the device key never leaves the MCU (PROTOCOL.md 5.8). */
+  wipe(k, sizeof k);
+  wipe(pad, sizeof pad);
+  wipe(inner, sizeof inner);
+  wipe(&s, sizeof s);
 }
