@@ -240,6 +240,24 @@ describe('createClient', () => {
     expect(host.current.publishes()).toHaveLength(1);
   });
 
+  it('refuses telemetry whose properties make the topic longer than MQTT allows with MessageTooLarge, queueing nothing', () => {
+    const { host, client } = setup();
+    const results: string[] = [];
+    const record = (error: SlimError | null) => results.push(error ? error.code : 'ok');
+    // An MQTT topic is a string of at most 65535 bytes [MQTT-1.5.3]: offline, such a message would poison every
+    // reconnect; online, its encoding would throw out of sendTelemetry.
+    client.sendTelemetry('offline', { big: 'x'.repeat(65_536) }, record);
+    client.open();
+    host.current.handshake();
+    client.sendTelemetry('online', { big: 'x'.repeat(65_536) }, record);
+    expect(results).toEqual(['MessageTooLarge', 'MessageTooLarge']);
+    client.sendTelemetry('small', { a: 'b' }, record);
+    const publishes = host.current.publishes();
+    expect(publishes.map((publish) => text(publish.payload))).toEqual(['small']);
+    host.current.receive({ type: 4, messageId: publishes[0]?.messageId as number });
+    expect(results).toEqual(['MessageTooLarge', 'MessageTooLarge', 'ok']);
+  });
+
   it('re-sends unacknowledged telemetry with DUP after a reconnect, then what was queued offline', () => {
     const { host, client, events } = setup();
     client.open();

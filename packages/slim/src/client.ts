@@ -466,10 +466,16 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       const bytes = typeof payload === 'string' ? utf8Encode(payload) : payload;
       // IoT Hub takes 256 KB of body and properties (the protocol's Limits.telemetryMessageMaxBytes, written out:
       // the table costs more than the number) and drops the connection over a bigger message, which would then be
-      // sent again after every reconnect. The topic counts a little more than the properties: on the safe side.
+      // sent again after every reconnect. The topic counts a little more than the properties: on the safe side. An
+      // MQTT topic holds at most 65535 bytes [MQTT-1.5.3] (it is ASCII: device ids are, the bag is percent-encoded);
+      // a longer one could not be encoded at all.
       const code =
         ended ||
-        (pending.length >= maxPending ? 'BufferFull' : topic.length + bytes.length > 262144 ? 'MessageTooLarge' : '');
+        (pending.length >= maxPending
+          ? 'BufferFull'
+          : topic.length > 65535 || topic.length + bytes.length > 262144
+            ? 'MessageTooLarge'
+            : '');
       if (code) {
         if (callback) callback(slimError(code));
       } else {

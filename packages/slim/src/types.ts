@@ -13,7 +13,7 @@ import type { HostTlsOptions } from './host';
  * `operationTimeoutMs`, or no PINGRESP), `NotConnected`, `BufferFull`, `Closed`, `TokenExpired` (a fixed SAS token
  * ran out), `ConnectionLost`, `ProtocolError` (bytes that are not MQTT 3.1.1 as the hub speaks it),
  * `SigningFailed` (`options.sign` called back with an error), `CallbackFailed` (an application callback threw),
- * `MessageTooLarge` (telemetry over IoT Hub's 256 KB).
+ * `MessageTooLarge` (telemetry over IoT Hub's 256 KB, or properties over MQTT's 64 KB topic).
  */
 export interface SlimError extends Error {
   code: string;
@@ -105,7 +105,7 @@ export interface SlimClient {
   /** Connects, and keeps reconnecting until `close`. */
   open(): void;
   /** Telemetry with properties, QoS 1; the callback runs on PUBACK (or fails with `BufferFull`, `MessageTooLarge`
-   * over IoT Hub's 256 KB, `Timeout`, `Closed`, `TokenExpired`). Sent at once when connected, else on the next
+   * over IoT Hub's 256 KB or with properties over MQTT's 64 KB topic, `Timeout`, `Closed`, `TokenExpired`). Sent at once when connected, else on the next
    * connection. */
   sendTelemetry(
     payload: string | Uint8Array,
