@@ -424,6 +424,28 @@ describe('createClient', () => {
     expect(client.connected).toBe(true);
   });
 
+  it('answers 500 when a method handler responds with a payload JSON cannot carry, and answers once', () => {
+    const { host, client, events } = setup({
+      onMethod: (_request, respond) => {
+        const cyclic: { self?: unknown } = {};
+        cyclic.self = cyclic;
+        respond(200, cyclic);
+      },
+    });
+    client.open();
+    host.current.handshake();
+    host.current.receive({
+      type: 3,
+      topic: '$iothub/methods/POST/status/?$rid=7',
+      payload: new Uint8Array(0),
+      qos: 0,
+      dup: false,
+      retain: false,
+    });
+    expect(host.current.publishes().map((publish) => publish.topic)).toEqual(['$iothub/methods/res/500/?$rid=7']);
+    expect(events.errors).toEqual(['CallbackFailed']);
+  });
+
   it('delivers a cloud-to-device message with its system and application properties, then acknowledges it', () => {
     const { host, client, events } = setup();
     client.open();

@@ -272,9 +272,11 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       let answered = false;
       const respond = (status: number, result?: unknown): void => {
         if (!answered) {
+          // Answered only once the body is made: a result JSON cannot carry (a cycle) throws here, and the 500
+          // below still goes out.
+          const body = utf8Encode(JSON.stringify(result === undefined ? null : result));
           answered = true;
-          const body = JSON.stringify(result === undefined ? null : result);
-          publish('$iothub/methods/res/' + status + '/?$rid=' + rid, utf8Encode(body), 0, false);
+          publish('$iothub/methods/res/' + status + '/?$rid=' + rid, body, 0, false);
         }
       };
       // A handler that throws answers 500 rather than leaving the service caller to its timeout.

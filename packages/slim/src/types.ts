@@ -97,6 +97,8 @@ export interface SlimClientOptions {
   onMessage?: (message: SlimMessage) => void;
   /** A desired-properties patch, with its `$version`. */
   onDesired?: (patch: { [key: string]: unknown }, version: number) => void;
+  /** A direct-method call: `respond` once, now or later. A handler that throws before responding (also by
+   * responding with a payload JSON cannot carry) has 500 answered for it. */
   onMethod?: (request: SlimMethodRequest, respond: (status: number, payload?: unknown) => void) => void;
 }
 
