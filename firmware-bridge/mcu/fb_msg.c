@@ -1,5 +1,8 @@
 #include "fb_msg.h"
 
+/* INT_MAX without <limits.h>, which some freestanding setups lack: int and unsigned have the same width. */
+#define INT_LIMIT ((size_t)(~0u >> 1))
+
 /* A bounds-checked cursor: once an operation fails, err sticks and later ones do nothing, so a builder or parser
  * checks once at the end. */
 typedef struct writer {
@@ -62,6 +65,9 @@ static writer w_init(uint8_t *out, size_t cap) {
   writer w;
   w.out = out;
   w.cap = cap > 65535u ? 65535u : cap; /* a payload is at most 65535 bytes */
+  if (w.cap > INT_LIMIT) {
+    w.cap = INT_LIMIT; /* builders return the length as an int, 16 bits on some MCUs (AVR, MSP430) */
+  }
   w.len = 0;
   w.err = (cap > 0 && !out) ? 1 : 0;
   return w;
