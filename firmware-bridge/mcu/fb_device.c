@@ -1,5 +1,7 @@
 #include "fb_device.h"
 
+#define FB_SIGNATURE_SIZE 32u /* HMAC-SHA256 */
+
 #define SLOT_FREE 0u
 #define SLOT_PENDING 1u /* not yet sent in this link session */
 #define SLOT_SENT 2u    /* sent in this session, waiting for TELEMETRY_ACK */
@@ -277,6 +279,12 @@ int fb_device_init(fb_device *d, const fb_device_config *cfg, const fb_device_ca
   if (!d || !cfg || !cb || !cb->write || !b || !cfg->device_id || cfg->link.role != FB_ROLE_MCU ||
       !b->telemetry || b->telemetry_slots < 1u || b->telemetry_slots > FB_TELEMETRY_SLOTS_MAX ||
       b->telemetry_slot_size < 8u || b->telemetry_slot_size > 65535u) {
+    return FB_ERR_ARG;
+  }
+  /* The frames the device sends on its own must fit a tx slot: an IDENTITY that does not would hold every other
+   * frame back forever (IDENTITY goes first), a SIGN_RESPONSE that does not would drop every signature. */
+  if (b->tx_slot_size < FB_FRAME_OVERHEAD + 5u + cstr_len(cfg->device_id) + cstr_len(cfg->module_id) ||
+      (cfg->auth == 1u && b->tx_slot_size < FB_FRAME_OVERHEAD + 3u + FB_SIGNATURE_SIZE)) {
     return FB_ERR_ARG;
   }
   /* The link calls back into the device (its context is d); the device forwards to the application. */

@@ -90,7 +90,8 @@ typedef struct fb_device {
   uint32_t next_order;
 } fb_device;
 
-/* Returns FB_OK or FB_ERR_ARG. */
+/* Returns FB_OK or FB_ERR_ARG (also when tx_slot_size cannot hold this device's IDENTITY, 13 bytes plus the
+ * device and module ids, or with auth 1 a SIGN_RESPONSE, 43 bytes). */
 int fb_device_init(fb_device *d, const fb_device_config *cfg, const fb_device_callbacks *cb, void *ctx,
                    const fb_device_buffers *buffers);
 void fb_device_start(fb_device *d, uint32_t now_ms);

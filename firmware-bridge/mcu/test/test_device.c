@@ -474,6 +474,20 @@ static void init_refuses_a_bad_configuration(void) {
   b.telemetry_slots = 1;
   cfg.link.role = FB_ROLE_GATEWAY;
   CHECK(fb_device_init(&d, &cfg, &cb, 0, &b) == FB_ERR_ARG);
+  cfg.link.role = FB_ROLE_MCU;
+  /* A tx slot too small for the device's own IDENTITY would leave every send BUSY forever after link-up; one too
+   * small for a SIGN_RESPONSE would drop every signature: both are refused up front. */
+  cfg.device_id = "mcu-0001";
+  cfg.module_id = "m";
+  b.tx_slot_size = FB_FRAME_OVERHEAD + 2u + 8u + 2u + 1u + 1u; /* exactly IDENTITY */
+  CHECK(fb_device_init(&d, &cfg, &cb, 0, &b) == FB_OK);
+  b.tx_slot_size--;
+  CHECK(fb_device_init(&d, &cfg, &cb, 0, &b) == FB_ERR_ARG);
+  cfg.auth = 1;
+  b.tx_slot_size = FB_FRAME_OVERHEAD + 2u + 1u + 32u; /* exactly SIGN_RESPONSE */
+  CHECK(fb_device_init(&d, &cfg, &cb, 0, &b) == FB_OK);
+  b.tx_slot_size--;
+  CHECK(fb_device_init(&d, &cfg, &cb, 0, &b) == FB_ERR_ARG);
 }
 
 const fb_test device_tests[] = {
@@ -489,6 +503,7 @@ const fb_test device_tests[] = {
      sign_request_is_answered_with_the_hmac_of_the_string_to_sign},
     {"device: unknown and malformed frames are answered with ERROR and the link stays up",
      unknown_and_malformed_frames_are_answered_with_error_and_the_link_stays_up},
-    {"device: init refuses a bad configuration", init_refuses_a_bad_configuration},
+    {"device: init refuses a bad configuration (tx slots too small for IDENTITY or SIGN_RESPONSE included)",
+     init_refuses_a_bad_configuration},
     {0, 0},
 };
