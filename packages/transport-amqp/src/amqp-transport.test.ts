@@ -5,7 +5,7 @@ import { createServer } from 'node:tls';
 import type { TransportCredentials } from '@fieldhub/device-core/transport';
 import { HubError } from '@fieldhub/protocol';
 import { message as rheaMessage, types } from 'rhea';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { type FakeHub, fakeHubCa, startFakeHub } from './__tests__/fake-hub';
 import { amqp } from './amqp';
 import type { AmqpTransport } from './amqp-transport';
@@ -336,6 +336,38 @@ describe('AmqpTransport against a scripted AMQP peer', () => {
     await transport.connect({ credentials: credentials(), ca: fakeHubCa, timeoutMs: 5_000 }, recorder().events);
     await transport.sendTelemetry({ body: encoder.encode('again') });
     expect(hub.connections).toHaveLength(2);
+  });
+
+  it('stops every rhea timer by the time disconnect() resolves: the idle-timeout check no longer keeps the process alive', async () => {
+    const setTimer = vi.spyOn(globalThis, 'setTimeout');
+    const clearTimer = vi.spyOn(globalThis, 'clearTimeout');
+    try {
+      for (const kind of ['tls', 'ws'] as const) {
+        setTimer.mockClear();
+        clearTimer.mockClear();
+        const hub = await startFakeHub(kind);
+        hubs.push(hub);
+        // rhea re-arms its idle-timeout check (twice the keep-alive: 34 s here, a delay nothing else uses) on every
+        // frame it reads, the hub's answer to the AMQP close included.
+        const transport = amqp({ port: hub.port, webSockets: kind === 'ws', keepAliveSeconds: 17 }).create();
+        transports.push(transport as AmqpTransport);
+        await transport.connect({ credentials: credentials(), ca: fakeHubCa, timeoutMs: 5_000 }, recorder().events);
+        await transport.enableTwin();
+        await transport.disconnect();
+        const idleChecks = setTimer.mock.calls.flatMap((call, index) =>
+          call[1] === 34_000 ? [setTimer.mock.results[index]?.value] : [],
+        );
+        expect(idleChecks.length).toBeGreaterThan(0);
+        const cleared = new Set(clearTimer.mock.calls.map((call) => call[0]));
+        expect(
+          idleChecks.filter((timer) => !cleared.has(timer)),
+          kind,
+        ).toEqual([]);
+      }
+    } finally {
+      setTimer.mockRestore();
+      clearTimer.mockRestore();
+    }
   });
 
   it('gives up on a peer that accepts TLS and never answers: ConnectionError at timeoutMs, AbortError on abort', async () => {

@@ -7,6 +7,8 @@
  * retries.
  */
 import { randomUUID } from 'node:crypto';
+import { once } from 'node:events';
+import type { Duplex } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import type {
   CloudToDeviceSettlement,
@@ -86,7 +88,7 @@ export const amqpCapabilities: TransportCapabilities = Object.freeze({
 
 const defaults = { keepAliveSeconds: 240, connectTimeoutMs: 60_000, operationTimeoutSeconds: 60 } as const;
 
-/** A graceful close gets this long before the socket is destroyed. */
+/** A graceful close (the AMQP close exchange, then the hub ending the socket) gets this long before it is forced. */
 const disconnectGraceMs = 3_000;
 
 /** The API version the Node SDK puts on twin and method links (protocol-device.md §3.3). */
@@ -144,6 +146,8 @@ interface Connection {
   settling: Promise<void>;
   /** Method requests not answered yet: their `correlation_id` exactly as it came (string or uuid), by request id. */
   readonly methodRequests: Map<string, NonNullable<Message['correlation_id']>>;
+  /** The socket rhea reads and writes: the TLS socket, or the WebSocket stream standing in for it. */
+  socket(): Duplex | undefined;
   readonly closed: Promise<void>;
   markClosed(): void;
 }
@@ -227,6 +231,7 @@ export class AmqpTransport implements Transport {
     };
     const idleSeconds = options.keepAliveSeconds ?? this.#options.keepAliveSeconds ?? defaults.keepAliveSeconds;
     const hostName = target.servername ?? target.host;
+    let webSocket: WebSocketStream | undefined;
     const amqpOptions: AmqpConnectionOptions = {
       host: target.host,
       port: target.port,
@@ -240,8 +245,8 @@ export class AmqpTransport implements Transport {
       ...(webSockets
         ? {
             // rhea dials through `connect`: the WebSocket stream stands in for the TLS socket.
-            connect: (_port: number, _host: string, _options: unknown, callback: () => void) =>
-              new WebSocketStream(
+            connect: (_port: number, _host: string, _options: unknown, callback: () => void) => {
+              webSocket = new WebSocketStream(
                 {
                   host: target.host,
                   port: target.port,
@@ -251,7 +256,9 @@ export class AmqpTransport implements Transport {
                   tls: tlsOptions,
                 },
                 callback,
-              ),
+              );
+              return webSocket;
+            },
           }
         : { transport: 'tls' as const, ...tlsOptions }),
     };
@@ -279,6 +286,7 @@ export class AmqpTransport implements Transport {
       deliveries: new Map(),
       settling: Promise.resolve(),
       methodRequests: new Map(),
+      socket: () => amqp.getTlsSocket() ?? webSocket,
       closed: new Promise<void>((resolve) => {
         markClosed = resolve;
       }),
@@ -990,22 +998,45 @@ export class AmqpTransport implements Transport {
     }
   }
 
-  /** Closes the AMQP connection gracefully, destroying the socket if that takes too long. */
+  /**
+   * Closes the AMQP connection gracefully (the close exchange, then the hub ends the socket), forcing it after
+   * {@link disconnectGraceMs}; resolves once the socket is closed and rhea knows it. rhea stops its timers only when
+   * it sees its socket go (`end` or `error`): its idle-timeout check (twice the keep-alive, 8 minutes by default,
+   * re-armed by every frame read, the hub's close included) and rhea-promise's attach and close timeouts
+   * (`operationTimeoutInSeconds`). A bare `destroy()` emits neither, and those timers kept the process alive for
+   * minutes after a clean `disconnect()`.
+   */
   async #closeSocket(connection: Connection): Promise<void> {
     const { amqp } = connection;
-    const force = setTimeout(() => amqp.getTlsSocket()?.destroy(), disconnectGraceMs);
+    const socket = connection.socket();
+    const socketClosed =
+      socket === undefined || socket.destroyed ? Promise.resolve() : once(socket, 'close').then(noop, noop);
+    let graceTimer: ReturnType<typeof setTimeout> | undefined;
+    const grace = new Promise<void>((resolve) => {
+      graceTimer = setTimeout(resolve, disconnectGraceMs);
+    });
     try {
-      if (amqp.isOpen()) await amqp.close();
-    } catch {
-      // The connection is gone either way.
+      if (amqp.isOpen()) {
+        // rhea-promise's close() never settles when the socket drops meanwhile (only its own timeout ends it).
+        await Promise.race([amqp.close().then(noop, noop), grace]);
+        // rhea ends its side after the close exchange; the hub then ends its own, and rhea reads that `end`.
+        await Promise.race([socketClosed, grace]);
+      }
     } finally {
-      clearTimeout(force);
-      amqp.getTlsSocket()?.destroy();
+      clearTimeout(graceTimer);
+      if (socket !== undefined && !socket.destroyed) {
+        // Not open yet, or too slow: destroyed with an error, which rhea's socket `error` handler sees.
+        socket.on('error', noop);
+        socket.destroy(new ConnectionError('the transport closed the socket'));
+        await socketClosed;
+      }
       amqp.removeAllSessions();
       connection.markClosed();
     }
   }
 }
+
+function noop(): void {}
 
 /** Lets a caller stop waiting for a shared promise without cancelling it for others. */
 function withSignal<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
