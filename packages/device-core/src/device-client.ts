@@ -162,6 +162,24 @@ export class DeviceClient implements AsyncDisposable {
   }
 
   /**
+   * Handles every direct method that has no handler of its own (a handler registered with
+   * {@link DeviceClient.onDirectMethod} takes its name first); returns a function that removes it. For code that
+   * learns method names at run time, such as a gateway forwarding methods to the devices behind it. Like C#'s
+   * `SetMethodDefaultHandlerAsync`. The handler reads the name from `request.methodName`; a handler that throws is
+   * answered 500, and without one an unknown name is answered 501.
+   *
+   * @throws UnsupportedFeatureError when the transport has no direct methods; ArgumentError when a default handler
+   * is registered already.
+   * @example
+   * ```ts
+   * client.onDefaultDirectMethod(async ({ methodName, payload }) => ({ status: 200, payload: { methodName, payload } }));
+   * ```
+   */
+  onDefaultDirectMethod(handler: DirectMethodHandler): () => void {
+    return this.#methods.onDefault(handler);
+  }
+
+  /**
    * Uploads `data` as blob `blobName` (the hub stores it as `{deviceId}/{blobName}`) and tells the hub, which
    * notifies the service (protocol-device.md §4.3). Uploads make their own HTTPS requests whichever transport the
    * client uses, so they work while it reconnects. `data` is bytes (a Buffer) or an AsyncIterable of them (a Node

@@ -77,6 +77,45 @@ describe('direct methods', () => {
     await other.close();
   });
 
+  it('answers every name without a handler of its own from the default handler; named handlers come first', async () => {
+    const hub = new FakeHub();
+    const client = await createDeviceClient({ connectionString, transport: hub.factory() });
+    const seen: string[] = [];
+    const stop = client.onDefaultDirectMethod(async (request) => {
+      seen.push(request.methodName);
+      return { status: 202, payload: { forwarded: request.methodName, payload: request.payload } };
+    });
+    client.onDirectMethod('named', () => ({ status: 200, payload: 'own' }));
+    await vi.advanceTimersByTimeAsync(0);
+    expect(hub.enables.filter((e) => e.feature === 'directMethods')).toHaveLength(1);
+    expect(await hub.invokeMethod('any.name', { a: 1 })).toEqual({
+      status: 202,
+      payload: { forwarded: 'any.name', payload: { a: 1 } },
+    });
+    expect(await hub.invokeMethod('named')).toEqual({ status: 200, payload: 'own' });
+    expect(seen).toEqual(['any.name']);
+    stop();
+    expect((await hub.invokeMethod('any.name')).status).toBe(501);
+    await client.close();
+  });
+
+  it('answers 500 when the default handler throws, and refuses a second default handler', async () => {
+    const hub = new FakeHub();
+    const client = await createDeviceClient({ connectionString, transport: hub.factory(), logger: {} });
+    client.onDefaultDirectMethod(() => {
+      throw new Error('secret internals');
+    });
+    expect(() => client.onDefaultDirectMethod(() => ({ status: 200 }))).toThrow(ArgumentError);
+    expect(() => client.onDefaultDirectMethod('nope' as never)).toThrow(ArgumentError);
+    await vi.advanceTimersByTimeAsync(0);
+    expect(await hub.invokeMethod('x')).toEqual({ status: 500, payload: { message: "method 'x' failed" } });
+    await client.close();
+    const https = new FakeHub({ ...mqttLikeCapabilities, directMethods: false });
+    const other = await createDeviceClient({ connectionString, transport: https.factory() });
+    expect(() => other.onDefaultDirectMethod(() => ({ status: 200 }))).toThrow(UnsupportedFeatureError);
+    await other.close();
+  });
+
   it('re-subscribes after a reconnect', async () => {
     const hub = new FakeHub();
     const client = await createDeviceClient({ connectionString, transport: hub.factory(), retryPolicy });

@@ -2,7 +2,9 @@
  * Direct methods: a registry of handlers by method name. Like the Azure SDKs (C#: `MethodResponseStatusCode`
  * `MethodNotImplemented = 501`, `UserCodeException = 500`), a request for a method with no handler is answered
  * 501 and a handler that throws (or answers something that is not a response) is answered 500, so the service
- * caller gets an answer instead of a timeout.
+ * caller gets an answer instead of a timeout. One default handler may take every method without a handler of its
+ * own (C#'s `SetMethodDefaultHandlerAsync`; the C SDK's device-method callback gets every method): for code that
+ * learns method names at run time, such as a gateway forwarding them to the devices behind it.
  */
 import type { ConnectionFeature, ConnectionManager } from './connection-manager';
 import { ArgumentError } from './errors';
@@ -40,6 +42,7 @@ export const methodHandlerErrorStatus = 500;
 export class DirectMethods implements ConnectionFeature {
   readonly #manager: ConnectionManager;
   readonly #handlers = new Map<string, DirectMethodHandler>();
+  #defaultHandler: DirectMethodHandler | undefined;
   #wanted = false;
 
   constructor(manager: ConnectionManager) {
@@ -64,16 +67,38 @@ export class DirectMethods implements ConnectionFeature {
       throw new ArgumentError(`a handler for '${methodName}' is registered already`, { field: 'methodName' });
     }
     this.#handlers.set(methodName, handler);
-    if (!this.#wanted) {
-      this.#wanted = true;
-      // Subscribing is per connection; onConnected does it on every later one.
-      this.#manager
-        .whenConnected((transport, signal) => transport.enableDirectMethods({ signal }))
-        .catch((error: unknown) => this.#manager.reportError(error, 'could not enable direct methods'));
-    }
+    this.#subscribe();
     return () => {
       if (this.#handlers.get(methodName) === handler) this.#handlers.delete(methodName);
     };
+  }
+
+  /**
+   * See `DeviceClient.onDefaultDirectMethod`.
+   *
+   * @throws UnsupportedFeatureError when the transport has no direct methods; ArgumentError when `handler` is not a
+   * function or a default handler is registered already.
+   */
+  onDefault(handler: DirectMethodHandler): () => void {
+    this.#manager.requireCapability(this.#manager.capabilities.directMethods, 'direct methods');
+    if (typeof handler !== 'function') throw new ArgumentError('handler must be a function', { field: 'handler' });
+    if (this.#defaultHandler !== undefined) {
+      throw new ArgumentError('a default direct-method handler is registered already', { field: 'handler' });
+    }
+    this.#defaultHandler = handler;
+    this.#subscribe();
+    return () => {
+      if (this.#defaultHandler === handler) this.#defaultHandler = undefined;
+    };
+  }
+
+  #subscribe(): void {
+    if (this.#wanted) return;
+    this.#wanted = true;
+    // Subscribing is per connection; onConnected does it on every later one.
+    this.#manager
+      .whenConnected((transport, signal) => transport.enableDirectMethods({ signal }))
+      .catch((error: unknown) => this.#manager.reportError(error, 'could not enable direct methods'));
   }
 
   /** @internal */
@@ -84,10 +109,11 @@ export class DirectMethods implements ConnectionFeature {
   /** @internal */
   onClose(): void {
     this.#handlers.clear();
+    this.#defaultHandler = undefined;
   }
 
   async #handle(request: IncomingMethodRequest): Promise<void> {
-    const handler = this.#handlers.get(request.methodName);
+    const handler = this.#handlers.get(request.methodName) ?? this.#defaultHandler;
     let status: number;
     let payload: unknown;
     if (!handler) {
