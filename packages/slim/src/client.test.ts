@@ -389,6 +389,29 @@ describe('createClient', () => {
     expect(events.errors).toEqual(['SigningFailed']);
   });
 
+  it('reports a sign hook that throws, or calls back twice, as one SigningFailed attempt and tries again', () => {
+    let calls = 0;
+    const { host, client, events } = setup({
+      sharedAccessKey: undefined,
+      sign: (_stringToSign, done) => {
+        calls += 1;
+        if (calls === 2) done(null, 'c2ln');
+        if (calls < 3) throw new Error('secure element gone');
+        done(null, 'c2ln');
+      },
+    });
+    // From open() and from the reconnect timer alike, nothing escapes to the caller or the host's timer.
+    client.open();
+    expect(events.errors).toEqual(['SigningFailed']);
+    host.advanceUntil(() => host.connections.length === 1);
+    host.current.handshake();
+    host.current.lose();
+    host.advanceUntil(() => calls === 3);
+    expect(host.connections).toHaveLength(2);
+    host.current.handshake();
+    expect(events.connects).toBe(2);
+  });
+
   it('answers 500 when a method handler throws and leaves a message whose handler throws unacknowledged', () => {
     const { host, client, events } = setup({
       onMethod: () => {

@@ -437,13 +437,19 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     const resource = sasResource(hostName as string, deviceId as string);
     const stringToSign = resource + '\n' + expiry;
     const signed = (error: Error | null, signature?: string): void => {
-      // Too late when the attempt timed out or the client closed meanwhile.
-      if (mine !== generation) return;
+      // Too late when the attempt timed out or the client closed meanwhile, or once dialled (a hook that calls
+      // back twice, or throws after calling back).
+      if (mine !== generation || socket) return;
       if (error || !signature) drop(slimError('SigningFailed', error ? error.message : ''));
       else dial(mine, formatToken(resource, signature, expiry), expiry);
     };
-    if (sign) sign(stringToSign, signed);
-    else if (key && host.hmacSha256) signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
+    // A hook (or HMAC) that throws fails this attempt: from the reconnect timer it would escape to the host.
+    try {
+      if (sign) sign(stringToSign, signed);
+      else if (key && host.hmacSha256) signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
+    } catch (error) {
+      signed(error as Error);
+    }
   }
 
   // Stops the client for good: everything pending fails with `code`.

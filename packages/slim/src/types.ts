@@ -65,7 +65,8 @@ export interface SlimClientOptions {
   sharedAccessKey?: string;
   /** A complete SAS token (not renewable: the client reports `TokenExpired` when it runs out). */
   sasToken?: string;
-  /** Sign the string-to-sign yourself (a secure element, a bridge): call back with the base64 signature. */
+  /** Sign the string-to-sign yourself (a secure element, a bridge): call back once with the base64 signature. An
+   * error, or a throw, fails the attempt with `SigningFailed` (through `onError`), and the client tries again. */
   sign?: (stringToSign: string, callback: (error: Error | null, signature?: string) => void) => void;
   /** Where to dial when it differs from `hostName` (a gateway, 127.0.0.1 in tests). */
   connectHost?: string;
