@@ -47,5 +47,4 @@ export {
   telemetryDedupSize,
   toTelemetryMessage,
 } from './mcu-session';
-export { forwardingMethods, type MethodForwarder, type MethodLogger } from './method-forwarding';
 export { SerialConnection, type SerialConnectionEvents, type SerialConnectionOptions } from './serial-port';

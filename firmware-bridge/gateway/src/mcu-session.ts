@@ -13,8 +13,9 @@ import {
   createDeviceClient,
   type DeviceClient,
   type DeviceClientOptions,
+  type DirectMethodRequest,
+  type DirectMethodResponse,
   HubError,
-  type IncomingMethodRequest,
   type Logger,
   mqtt,
   sasTokenCredentialProvider,
@@ -40,7 +41,6 @@ import {
   SettleOutcome,
 } from './frame/index';
 import { Link, type LinkSettings, type LinkTimers } from './link';
-import { forwardingMethods } from './method-forwarding';
 
 /** How many confirmed `(bootId, id)` pairs are remembered per identity (§5.3). */
 export const telemetryDedupSize = 64;
@@ -419,6 +419,8 @@ export class McuSession {
         client.on('reconnecting', (event) => {
           if (!slot.closed) this.#sendStatus(LinkState.connecting, event.error?.status ?? 0, 'reconnecting');
         });
+        // Every method name goes to the MCU (it may announce METHODS at any link-up): the SDK's default handler.
+        client.onDefaultDirectMethod((request) => this.#onMethodRequest(request));
         this.#afterIdentity(slot);
         if (this.#wants(Capability.cloudToDevice)) void this.#pumpCloudToDevice(slot, client);
         if (this.#wants(Capability.twin)) void this.#pumpDesired(slot, client);
@@ -446,12 +448,7 @@ export class McuSession {
   #transport(): TransportFactory {
     const { hub } = this.#options;
     const port = hub.port !== undefined ? { port: hub.port } : {};
-    const base = hub.transport === 'mqtt' ? mqtt(port) : amqp(port);
-    return forwardingMethods(
-      base,
-      (request) => this.#onMethodRequest(request),
-      (message, details) => this.#log.warn?.(message, { port: this.#options.name, ...details }),
-    );
+    return hub.transport === 'mqtt' ? mqtt(port) : amqp(port);
   }
 
   #createClient(slot: ClientSlot): Promise<DeviceClient> {
@@ -765,7 +762,7 @@ export class McuSession {
 
   // ---- direct methods ---------------------------------------------------------------------------------------------
 
-  async #onMethodRequest(request: IncomingMethodRequest): Promise<{ status: number; payload: unknown }> {
+  async #onMethodRequest(request: DirectMethodRequest): Promise<DirectMethodResponse> {
     if (!this.#wants(Capability.methods) || !this.#link.isUp || this.#identity === undefined) {
       // §5.6: as a device with no handler would answer.
       return { status: 404, payload: { message: `method '${request.methodName}' is not available on this device` } };

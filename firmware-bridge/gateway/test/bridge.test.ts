@@ -223,13 +223,18 @@ describe('the firmware bridge gateway against a real hub', () => {
     });
   });
 
-  it('has the MCU answer a direct method', async () => {
+  it('has the MCU answer direct methods of any name (the gateway knows none in advance)', async () => {
     const response = await service.directMethods.invoke('bridge-keyed', {
       methodName: 'reboot',
       payload: { delay: 5 },
       responseTimeoutInSeconds: 20,
     });
     expect(response).toEqual({ status: 200, payload: { method: 'reboot', got: { delay: 5 } } });
+    const other = await service.directMethods.invoke('bridge-keyed', {
+      methodName: 'valve.open',
+      responseTimeoutInSeconds: 20,
+    });
+    expect(other).toEqual({ status: 200, payload: { method: 'valve.open', got: null } });
   });
 
   it('connects an MCU that signs its own tokens: the gateway config holds no key', async () => {
@@ -272,7 +277,7 @@ describe('the firmware bridge gateway against a real hub', () => {
     }
   });
 
-  it('answers a reject over MQTT (complete only) with ERROR Unsupported, then takes the MCU complete', async () => {
+  it('answers a reject over MQTT (complete only) with ERROR Unsupported, then takes the MCU complete; methods for an MCU without METHODS are answered 404', async () => {
     const device = await hub.createSasDevice('bridge-mqtt');
     const mqttRig = await rig('bridge-mqtt', {
       gatewayKey: device.primaryKey,
@@ -292,6 +297,13 @@ describe('the firmware bridge gateway against a real hub', () => {
         async () => ((await hub.hub.core.cloudToDevice.depths()).messages === 0 ? true : undefined),
         'completion',
       );
+      // No METHODS capability: the gateway answers for the MCU, which sees no request (PROTOCOL.md §5.6).
+      const method = await service.directMethods.invoke('bridge-mqtt', {
+        methodName: 'reboot',
+        responseTimeoutInSeconds: 20,
+      });
+      expect(method.status).toBe(404);
+      expect(mqttRig.mcu.received.some((message) => message.kind === 'methodRequest')).toBe(false);
     } finally {
       await mqttRig.close();
     }
