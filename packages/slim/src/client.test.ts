@@ -310,6 +310,33 @@ describe('createClient', () => {
     expect(client.connected).toBe(false);
   });
 
+  it('probes with PINGREQ when a request goes unanswered and drops a connection that stays silent', () => {
+    // Telemetry every few seconds keeps the keep-alive timer from ever pinging: without a probe, a half-open
+    // connection would look up forever while every message timed out.
+    const { host, client, events } = setup({ keepAliveSeconds: 60 });
+    client.open();
+    host.current.handshake();
+    const results: string[] = [];
+    const record = (error: SlimError | null) => results.push(error ? error.code : 'ok');
+    client.sendTelemetry('1', null, record);
+    host.advance(4000);
+    client.sendTelemetry('2', null, record);
+    host.advance(1000);
+    expect(results).toEqual(['Timeout']);
+    expect(host.current.last(12)).toEqual({ type: 12 });
+    // The hub answers the probe: the connection stays.
+    host.current.receive({ type: 13 });
+    host.advance(4000);
+    expect(results).toEqual(['Timeout', 'Timeout']);
+    expect(host.current.written.filter((packet) => packet.type === 12)).toHaveLength(2);
+    expect(client.connected).toBe(true);
+    // It does not answer this one: dropped after one more operation timeout, and dialled again.
+    host.advance(5000);
+    expect(events.disconnects).toEqual(['Timeout']);
+    expect(host.connections[0]?.closed).toBe(true);
+    host.advanceUntil(() => host.connections.length === 2);
+  });
+
   it('maps refused CONNACKs to codes, reports each through onError and backs off between attempts', () => {
     const { host, client, events } = setup({ reconnectMinMs: 100, reconnectMaxMs: 1000 });
     client.open();

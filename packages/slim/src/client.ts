@@ -171,16 +171,17 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     return null;
   }
 
-  // Keep-alive counts from the last packet sent [MQTT-3.1.2-23]: ping after that much silence, and give the hub
-  // one operation timeout to answer.
+  // PINGREQ, and the hub has one operation timeout to answer it (any packet will do) or the connection is dropped.
+  function ping(): void {
+    if (deadlineTimer === null) deadlineTimer = host.setTimeout(() => drop(slimError('Timeout')), timeout);
+    send({ type: 12 });
+  }
+
+  // Keep-alive counts from the last packet sent [MQTT-3.1.2-23]: ping after that much silence. A device that
+  // sends more often never pings: an unanswered request pings instead (expireAfterTimeout).
   function armKeepAlive(): void {
     keepAliveTimer = stopTimer(keepAliveTimer);
-    if (phase === 4) {
-      keepAliveTimer = host.setTimeout(() => {
-        if (deadlineTimer === null) deadlineTimer = host.setTimeout(() => drop(slimError('Timeout')), timeout);
-        send({ type: 12 });
-      }, keepAlive * 1000);
-    }
+    if (phase === 4) keepAliveTimer = host.setTimeout(ping, keepAlive * 1000);
   }
 
   function send(packet: Packet): void {
@@ -219,9 +220,14 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
     return undefined;
   }
 
+  // An entry's timer runs only while the connection is up (drop() stops them all). When it fires, the connection
+  // may be half-open (a peer gone without a FIN): probe it before the callback runs (which may close the client).
   function expireAfterTimeout(entry: Pending): void {
     entry.timer = stopTimer(entry.timer);
-    entry.timer = host.setTimeout(() => finish(entry, slimError('Timeout')), timeout);
+    entry.timer = host.setTimeout(() => {
+      ping();
+      finish(entry, slimError('Timeout'));
+    }, timeout);
   }
 
   function transmit(entry: Pending): void {

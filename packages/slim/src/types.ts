@@ -84,7 +84,8 @@ export interface SlimClientOptions {
   /** QoS 1 telemetry kept for retry while unacknowledged or offline, and twin requests in flight, together;
    * default 8. Beyond it: `BufferFull`. */
   maxPendingTelemetry?: number;
-  /** How long a request (twin get / patch, PUBACK) may take, milliseconds; default 30000. */
+  /** How long a request (twin get / patch, PUBACK) or a PINGRESP may take, milliseconds; default 30000. A request
+   * that times out fails with `Timeout` and makes the client ping: a connection that stays silent is dropped. */
   operationTimeoutMs?: number;
   /** The largest MQTT packet accepted from the hub, bytes; default 135168 (a 128 KB method payload and its topic).
    * A larger one is a protocol error: the client drops the connection and reconnects. */
