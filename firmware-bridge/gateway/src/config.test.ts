@@ -70,6 +70,20 @@ describe('gateway config', () => {
     await expect(loadGatewayConfig(join(dir, 'broken.json'))).rejects.toThrow(`${join(dir, 'broken.json')}: not JSON`);
     await expect(loadGatewayConfig(join(dir, 'missing.json'))).rejects.toThrow('cannot read the config file (ENOENT)');
   });
+
+  it('names no part of a key in the error for a file that is not JSON (the parser quotes the text around the error)', async () => {
+    await writeFile(
+      join(dir, 'unquoted.json'),
+      `{ "hub": { "hostName": "h" }, "ports": [{ "path": "p", "devices": [{ "deviceId": "d", "sharedAccessKey": ${key} }] }] }`,
+    );
+    const error = await loadGatewayConfig(join(dir, 'unquoted.json')).then(
+      () => undefined,
+      (caught: unknown) => caught as Error,
+    );
+    expect(error?.message).toContain('not JSON');
+    expect(error?.message).not.toContain(key.slice(0, 6));
+    expect(error?.cause).toBeUndefined();
+  });
 });
 
 describe('gateway logs', () => {

@@ -210,7 +210,10 @@ export async function loadGatewayConfig(path: string): Promise<GatewayConfig> {
   try {
     input = JSON.parse(text);
   } catch (error) {
-    throw new ArgumentError(`${path}: not JSON (${(error as Error).message})`, { field: 'config', cause: error });
+    // V8 quotes the text around the error (`..."ccessKey": c2Vjcm"...`), which may be part of a key: the message
+    // keeps only what went wrong, and the parser's error is not passed on as the cause.
+    const reason = String((error as Error).message).replace(/,?\s*(\.\.\.)?".*"(\.\.\.)? is not valid JSON$/s, '');
+    throw new ArgumentError(`${path}: not JSON (${reason})`, { field: 'config' });
   }
   const config = validateGatewayConfig(input, path);
   if (config.hub.ca === undefined) return config;
