@@ -260,7 +260,10 @@ static void handle_frame(fb_link *l, const uint8_t *raw, size_t n) {
     }
     break;
   case FB_T_PING:
-    send_ctl(l, FB_T_PONG, 0, 0, 0);
+    /* Only a side whose link is up sends PING. Ours is down: the peer talks into a link we do not have (our RESET
+     * was lost), and a PONG would keep it believing so for as long as it has nothing reliable to send. RESET makes
+     * it start over, as a reliable frame would (PROTOCOL.md 4.4). */
+    send_ctl(l, l->up ? FB_T_PONG : FB_T_RESET, 0, 0, 0);
     break;
   default:
     /* PONG refreshed last_rx above; other link types are unknown and unreliable: nothing to acknowledge. */

@@ -172,6 +172,27 @@ static void a_reliable_frame_while_down_is_answered_with_reset(void) {
   CHECK(A.downs == 1 && A.last_down == FB_DOWN_RESET && fb_link_is_up(&A.link) && fb_link_is_up(&B.link));
 }
 
+static void a_ping_while_down_is_answered_with_reset_so_an_idle_mcu_re_handshakes(void) {
+  fb_rng rng = {12};
+  uint32_t now = 0;
+  fresh(4, 4, 0);
+  fb_link_start(&B.link, now);
+  fb_link_start(&A.link, now);
+  now = wire_run(&A, &B, &rng, now, 500, 0, 0);
+  CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link) && A.ups == 1);
+  /* The gateway restarts and its RESET is lost (or it never sent one). The MCU has nothing to send: only its
+   * heartbeat PINGs reach the gateway. Answered PONG, they would keep the MCU up against a gateway with no link,
+   * deaf to every C2D message and method, for as long as it stays idle. */
+  end_init(&B, FB_ROLE_GATEWAY, 4, 4, 0xB0000004u, 0);
+  now = wire_run(&A, &B, &rng, now, 10000, 0, 0);
+  CHECK_MSG(A.downs == 1 && A.last_down == FB_DOWN_RESET && A.ups == 2, "A %d/%d reason %u", A.ups, A.downs,
+            A.last_down);
+  CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link));
+  CHECK(end_send(&B) == FB_OK); /* and the gateway reaches the MCU again */
+  now = wire_run(&A, &B, &rng, now, 500, 0, 0);
+  CHECK(A.n_got == 1 && B.link.tx_count == 0);
+}
+
 static void heartbeat_keeps_an_idle_link_up_and_silence_takes_it_down(void) {
   fb_rng rng = {7};
   uint32_t now = 0;
@@ -346,6 +367,8 @@ const fb_test link_tests[] = {
     {"the MCU re-handshakes when the gateway restarts", the_mcu_re_handshakes_when_the_gateway_restarts},
     {"a reliable frame while down is answered with RESET, then HELLO",
      a_reliable_frame_while_down_is_answered_with_reset},
+    {"a PING while down is answered with RESET, so an idle MCU re-handshakes with a gateway that restarted",
+     a_ping_while_down_is_answered_with_reset_so_an_idle_mcu_re_handshakes},
     {"heartbeat keeps an idle link up; silence takes it down, HELLO brings it back",
      heartbeat_keeps_an_idle_link_up_and_silence_takes_it_down},
     {"maxRetries retransmissions without an ACK take the link down",
