@@ -102,8 +102,8 @@ export function addBridgeCommand(program: Command): void {
         process.once('SIGINT', stop);
         process.once('SIGTERM', stop);
       });
-      // Bounded, and then exit as `hub start` does: after a clean close the AMQP library can still hold timers (an
-      // idle-timeout heartbeat, a link-attach timeout) that would keep the process alive for minutes.
+      // Bounded, then exit as `hub start` does: a stopping service does not wait for a hub that never answers the
+      // close, nor for every handle a library may still hold.
       await Promise.race([gateway.close(), new Promise((resolve) => setTimeout(resolve, 10_000).unref())]);
       process.exit(0);
     });
