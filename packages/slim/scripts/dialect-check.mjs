@@ -11,8 +11,10 @@ import { join, relative } from 'node:path';
 import ts from 'typescript';
 import { checkSource, describe, ESPRUINO_RULES } from './espruino-gate.mjs';
 
-/** Gate rules that do not apply to the sources: Babel lowers these constructs correctly for Espruino. */
+/** Gate rules that do not apply to the sources: Babel lowers these constructs correctly for Espruino (block
+ * scoping included: it renames a shadowing `let`). */
 const loweredByBabel = new Set([
+  'block-scope',
   'template-literal',
   'tagged-template',
   'private-name',

@@ -11,8 +11,11 @@
 //    declared later in a scope is `undefined` for code that runs before the declaration in the same activation
 //    (top level, or inside an immediately invoked function). A call at load time to a function that itself uses
 //    such a later function counts too (followed transitively).
-//  - loop closures (trap 3): `let`/`const` are plain `var`s there, so a closure capturing a loop variable sees the
-//    last value.
+//  - loop closures (trap 3): `let`/`const` are plain `var`s there, so a closure capturing a loop variable (or a
+//    `let`/`const` declared in a loop body) sees the last value.
+//  - block scope: for the same reason a `let`/`const` (or class, or function) declared in a block overwrites a
+//    variable of the same name outside the block (Features.md: "let is parsed, but treated like var").
+// Semicolon insertion differs too (trap 4: `return\n42` returns 42 there), which the tokens show.
 import { readFileSync } from 'node:fs';
 import { parse } from 'acorn';
 import { base, recursive } from 'acorn-walk';
@@ -40,18 +43,26 @@ export const RULES = {
   bigint: 'BigInt literal',
   'numeric-separator': 'numeric separator `1_000`',
   label: 'label',
+  with: '`with` statement',
+  'line-continuation':
+    'string literal continued over a line break (`\\` before a newline; Features.md: not implemented)',
   'new-target': '`new.target` / `import.meta`',
   'dynamic-import': 'dynamic `import()`',
   'regex-flags': 'regular expression flag Espruino lacks (only g, i, m)',
   'regex-syntax': 'regular expression syntax Espruino lacks (named groups, lookbehind, \\p{...})',
-  'reserved-identifier': 'identifier Espruino reserves (`of`)',
+  'reserved-identifier': 'identifier Espruino reserves (`of`, `static`; `undefined` as a binding)',
   'missing-global': 'global Espruino lacks',
   'missing-builtin': 'built-in function Espruino lacks',
   'node-api': 'Node.js API (the bundle must run without Node: hosts are injected)',
   'host-global': 'runtime global used outside a host adapter (timers, console): go through the injected host',
   'module-import': 'import in a bundle (the glue passes the runtime modules to the host factory)',
   hoisting: 'function used at load time before its declaration (trap 1: Espruino does not hoist functions)',
-  'loop-closure': '`let`/`const` loop variable captured by a closure (trap 3: no per-iteration binding)',
+  'loop-closure':
+    '`let`/`const` of a loop (head or body) captured by a closure (trap 3: no per-iteration binding, every closure sees the last value)',
+  'block-scope':
+    'declaration in a block shadowing an outer name (Espruino has no block scope: `let`/`const` are `var`s, so it overwrites the outer one)',
+  'return-newline':
+    '`return` then a line break then an expression (trap 4: Espruino inserts no semicolon and returns the expression)',
 };
 
 /** Globals Espruino does not have (reference §1.1 and Features.md). */
@@ -82,10 +93,14 @@ const missingBuiltins = {
   Number: new Set(['isNaN', 'isFinite', 'isSafeInteger', 'EPSILON']),
   Math: new Set(['trunc', 'sign']),
 };
+/** Methods Espruino lacks on every object (Features.md): any `x.name` is reported, whatever `x` is. */
+const missingMethods = new Set(['propertyIsEnumerable']);
 
 const nodeGlobals = new Set(['require', 'process', 'Buffer', '__dirname', '__filename', 'setImmediate']);
 const hostGlobals = new Set(['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'console', 'print']);
-const reservedIdentifiers = new Set(['of']);
+// Espruino's lexer makes these keywords (src/jslex.c): `var static` or `function (undefined)` do not parse there.
+const reservedIdentifiers = new Set(['of', 'static']);
+const reservedBindings = new Set(['undefined']);
 
 /** Every rule: what the gate applies to the Espruino script. */
 export const ESPRUINO_RULES = new Set(
@@ -97,6 +112,7 @@ export const ESPRUINO_RULES = new Set(
  *   declaredAt?: { line: number, column: number } }} Violation
  * @typedef {{ kind: string, start: number, scope: Scope, fn?: FunctionInfo, loc?: { line: number, column: number } }} Binding
  * @typedef {{ parent: Scope | null, deferDepth: number, bindings: Map<string, Binding>, loop?: boolean }} Scope
+ *   `loop`: a block whose `let`/`const` are per iteration in ECMAScript (a loop head or body), not on Espruino
  * @typedef {{ eagerRefs: Binding[], deferDepth: number }} FunctionInfo
  */
 
@@ -131,6 +147,23 @@ function patternNames(pattern, out) {
       break;
   }
   return out;
+}
+
+/** Binding kinds that are block scoped in ECMAScript and plain `var`s on Espruino. */
+const lexicalKinds = new Set(['let', 'const', 'class']);
+
+/** The names a statement declares at its block's level, with the node to report: let/const, class, function. */
+function blockDeclarations(statement) {
+  if (statement.type === 'VariableDeclaration') {
+    if (statement.kind === 'var') return [];
+    return statement.declarations.flatMap((declarator) =>
+      patternNames(declarator.id, []).map((name) => [name, declarator]),
+    );
+  }
+  if ((statement.type === 'FunctionDeclaration' || statement.type === 'ClassDeclaration') && statement.id) {
+    return [[statement.id.name, statement.id]];
+  }
+  return [];
 }
 
 const isFunction = (node) =>
@@ -255,7 +288,8 @@ export function checkSource(source, options = {}) {
   /**
    * Walk state: the scope, the number of deferred (not immediately invoked) function bodies entered, the
    * function whose body this is (to record its eager references), and the node to treat as immediately invoked.
-   * @typedef {{ scope: Scope, deferDepth: number, fn: FunctionInfo | null, iife: object | null, typeofArg: object | null, call: object | null, ownerFn: FunctionInfo | null }} State
+   * `inLoop`: inside a loop body of the current function (its blocks' `let`/`const` are per iteration).
+   * @typedef {{ scope: Scope, deferDepth: number, fn: FunctionInfo | null, iife: object | null, typeofArg: object | null, call: object | null, ownerFn: FunctionInfo | null, inLoop: boolean }} State
    */
   const child = (st, patch) => ({ ...st, iife: null, typeofArg: null, call: null, ownerFn: null, ...patch });
 
@@ -271,7 +305,9 @@ export function checkSource(source, options = {}) {
       return;
     }
     const eager = st.deferDepth === binding.scope.deferDepth;
-    if (binding.scope.loop && st.deferDepth > binding.scope.deferDepth) report(node, 'loop-closure', name);
+    if (binding.scope.loop && lexicalKinds.has(binding.kind) && st.deferDepth > binding.scope.deferDepth) {
+      report(node, 'loop-closure', name);
+    }
     if (binding.kind !== 'function' && !binding.fn) return;
     if (st.fn && binding.fn && st.fn !== binding.fn && st.deferDepth === st.fn.deferDepth) {
       // Used by the body of the function being walked when that body runs: a load-time call of it needs this.
@@ -305,7 +341,8 @@ export function checkSource(source, options = {}) {
     if (node.type === 'FunctionExpression' && node.id) declare(scope, node.id.name, 'var', -1);
     for (const param of node.params) for (const name of patternNames(param, [])) declare(scope, name, 'param', -1);
     const fn = ownerFn ?? (immediate ? st.fn : null);
-    const inner = child(st, { scope, deferDepth, fn });
+    // A function's own blocks are not per iteration of a loop around it: each call has its own variables.
+    const inner = child(st, { scope, deferDepth, fn, inLoop: false });
     for (const param of node.params) walkPattern(param, inner, true);
     if (node.body.type === 'BlockStatement') {
       for (const name of varNames(node.body)) declare(scope, name, 'var', -1);
@@ -321,7 +358,9 @@ export function checkSource(source, options = {}) {
     if (!node) return;
     switch (node.type) {
       case 'Identifier':
-        if (reservedIdentifiers.has(node.name)) report(node, 'reserved-identifier', node.name);
+        if (reservedIdentifiers.has(node.name) || reservedBindings.has(node.name)) {
+          report(node, 'reserved-identifier', node.name);
+        }
         return;
       case 'MemberExpression':
         visit(node, st);
@@ -356,10 +395,18 @@ export function checkSource(source, options = {}) {
     }
   };
 
+  /** A block's scope (not a function's top level): its declarations must not shadow outer names. */
   const blockScope = (st, statements, loop) => {
     const scope = newScope(st.scope, st.deferDepth);
-    if (loop) scope.loop = true;
-    if (statements) declareStatements(scope, statements);
+    if (loop || st.inLoop) scope.loop = true;
+    if (statements) {
+      declareStatements(scope, statements);
+      for (const statement of statements) {
+        for (const [name, node] of blockDeclarations(statement)) {
+          if (lookup(st.scope, name)) report(node, 'block-scope', name);
+        }
+      }
+    }
     return child(st, { scope });
   };
 
@@ -371,6 +418,9 @@ export function checkSource(source, options = {}) {
     else if (/(?<!\\)(?:\\\\)*\(\?<[A-Za-z_$]/.test(pattern)) report(node, 'regex-syntax', 'named group');
     else if (/(?<!\\)(?:\\\\)*\\[kpP][<{]/.test(pattern)) report(node, 'regex-syntax', '\\k / \\p escape');
   };
+
+  /** Where each token starts: `return-newline` looks at the token after a `return`. */
+  const tokenAt = new Map(tokens.map((token, index) => [token.start, index]));
 
   /** The visitor overrides: everything else recurses through acorn-walk's `base`. */
   const visitors = {
@@ -419,7 +469,33 @@ export function checkSource(source, options = {}) {
       if (node.init) visit(node.init, inner);
       if (node.test) visit(node.test, inner);
       if (node.update) visit(node.update, inner);
-      visit(node.body, inner);
+      visit(node.body, child(inner, { inLoop: true }));
+    },
+    WhileStatement(node, st) {
+      visit(node.test, st);
+      visit(node.body, child(st, { inLoop: true }));
+    },
+    DoWhileStatement(node, st) {
+      visit(node.body, child(st, { inLoop: true }));
+      visit(node.test, st);
+    },
+    WithStatement(node, st) {
+      report(node, 'with');
+      visit(node.object, st);
+      visit(node.body, st);
+    },
+    ReturnStatement(node, st) {
+      if (node.argument) {
+        visit(node.argument, st);
+        return;
+      }
+      // `return` ended by a line break: ECMAScript inserts a semicolon, Espruino reads on (trap 4).
+      const index = tokenAt.get(node.start);
+      const next = index === undefined ? undefined : tokens[index + 1];
+      const label = next?.type.label;
+      if (next && label !== '}' && label !== ';' && label !== 'eof' && next.loc.start.line > node.loc.start.line) {
+        report(node, 'return-newline');
+      }
     },
     ForInStatement: (node, st) => visitForIn(node, st),
     ForOfStatement(node, st) {
@@ -477,6 +553,9 @@ export function checkSource(source, options = {}) {
       ) {
         report(node, 'missing-builtin', `${node.object.name}.${node.property.name}`);
       }
+      if (!node.computed && node.property.type === 'Identifier' && missingMethods.has(node.property.name)) {
+        report(node.property, 'missing-builtin', node.property.name);
+      }
       if (node.property.type === 'PrivateIdentifier') report(node.property, 'private-name');
       visit(node.object, st);
       if (node.computed) visit(node.property, st);
@@ -533,6 +612,9 @@ export function checkSource(source, options = {}) {
     },
     Literal(node) {
       if (typeof node.bigint === 'string') report(node, 'bigint');
+      // An unescaped line break can only follow a backslash in a string literal: a line continuation.
+      if (typeof node.value === 'string' && /\\(?:\r|\n|\u2028|\u2029)/.test(node.raw))
+        report(node, 'line-continuation');
       if (node.regex) checkRegex(node);
       if (typeof node.value === 'number' && node.raw.includes('_')) report(node, 'numeric-separator');
     },
@@ -567,7 +649,7 @@ export function checkSource(source, options = {}) {
     const inner = blockScope(st, lexical ? [node.left] : null, lexical);
     if (node.left.type === 'VariableDeclaration') visit(node.left, inner);
     else walkPattern(node.left, inner, false);
-    visit(node.body, inner);
+    visit(node.body, child(inner, { inLoop: true }));
   }
 
   function visitCall(node, st) {
@@ -603,7 +685,16 @@ export function checkSource(source, options = {}) {
   const program = newScope(null, 0);
   for (const name of varNames(ast)) declare(program, name, 'var', -1);
   declareStatements(program, ast.body);
-  const root = { scope: program, deferDepth: 0, fn: null, iife: null, typeofArg: null, call: null, ownerFn: null };
+  const root = {
+    scope: program,
+    deferDepth: 0,
+    fn: null,
+    iife: null,
+    typeofArg: null,
+    call: null,
+    ownerFn: null,
+    inLoop: false,
+  };
   for (const statement of ast.body) visit(statement, root);
   return violations.sort((a, b) => a.line - b.line || a.column - b.column);
 }

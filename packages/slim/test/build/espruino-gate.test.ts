@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { checkSource, ESPRUINO_RULES } from '../../scripts/espruino-gate.mjs';
 import { checkModdableBundle } from '../../scripts/moddable-check.mjs';
@@ -33,6 +33,8 @@ const samples: Array<[rule: string, source: string]> = [
   ['bigint', 'var a = 10n;'],
   ['numeric-separator', 'var a = 1_000;'],
   ['label', 'outer: for (;;) { break outer; }'],
+  ['with', 'var o = { a: 1 }; with (o) { a; }'],
+  ['line-continuation', 'var s = "one \\\ntwo";'],
   ['new-target', 'function F() { return new.target; }'],
   ['dynamic-import', 'var p = import("x");'],
   ['regex-flags', 'var r = /a/s;'],
@@ -41,6 +43,8 @@ const samples: Array<[rule: string, source: string]> = [
   ['regex-syntax', 'var r = /(?<year>\\d+)/;'],
   ['regex-syntax', 'var r = /(?<=a)b/;'],
   ['reserved-identifier', 'var of = 1;'],
+  ['reserved-identifier', 'var static = 1;'],
+  ['reserved-identifier', '(function (undefined) { return undefined; })();'],
   ['missing-global', 'var m = new Map();'],
   ['missing-global', 'var s = new Set();'],
   ['missing-global', 'var w = new WeakMap();'],
@@ -54,6 +58,7 @@ const samples: Array<[rule: string, source: string]> = [
   ['missing-builtin', 'var a = Array.from([1]);'],
   ['missing-builtin', 'var o = Object.freeze({});'],
   ['missing-builtin', 'var n = Math.trunc(1.5);'],
+  ['missing-builtin', 'var o = {}; var e = o.propertyIsEnumerable("a");'],
   ['node-api', 'var fs = require("fs");'],
   ['node-api', 'var b = Buffer.from("x");'],
   ['node-api', 'var e = process.env;'],
@@ -66,6 +71,13 @@ const samples: Array<[rule: string, source: string]> = [
   ['loop-closure', 'var fs = []; for (let i = 0; i < 3; i++) { fs.push(function () { return i; }); }'],
   ['loop-closure', 'var fs = []; for (const k in {}) { fs.push(() => k); }'],
   ['loop-closure', 'var fs = []; for (const v of []) { fs.push(() => v); }'],
+  ['loop-closure', 'var fs = []; for (var i = 0; i < 3; i++) { let v = i; fs.push(() => v); }'],
+  ['loop-closure', 'var fs = []; var i = 0; while (i < 3) { const v = i++; fs.push(function () { return v; }); }'],
+  ['block-scope', 'function f(c) { let x = 1; if (c) { let x = 2; } return x; }'],
+  ['block-scope', 'function f() { var i = 5; for (let i = 0; i < 3; i++) {} return i; }'],
+  ['block-scope', 'var x = 1; switch (x) { case 1: const x = 2; }'],
+  ['block-scope', 'function f(a) { { class a {} } return a; }'],
+  ['return-newline', 'function f() { return\n42; }'],
 ];
 
 describe('the Espruino syntax gate', () => {
@@ -99,6 +111,11 @@ describe('the Espruino syntax gate', () => {
       var re = /^devices\\/([^/]+)\\/messages/gi;
       try { JSON.parse('{'); } catch (error) { pick = String(error); }
       (function () { var inner = helper(2); return inner; })();
+      function block(c) { if (c) { let only = 1; return only; } for (var n = 0; n < 2; n++) { let step = n; arrow(step); } return; }
+      function ends(c) {
+        if (c) return
+      }
+      var st = holder.static, un = undefined;
       var deferred = function () { return notYet(); };
       function notYet() { return 1; }
       deferred();
@@ -106,6 +123,10 @@ describe('the Espruino syntax gate', () => {
       exports.later = later;
     `;
     expect(checkSource(clean)).toEqual([]);
+  });
+
+  it('reports no return-newline for a property named return or a return closed by a semicolon', () => {
+    expect(checkSource('var o = { return: 1 };\nvar r = o.return\n+ 1;\nfunction f() { return;\n}')).toEqual([]);
   });
 
   it('does not count a shadowing local as the missing global', () => {
@@ -116,6 +137,36 @@ describe('the Espruino syntax gate', () => {
     const [violation] = checkSource('var a = 1;\nvar b = f();\nfunction f() { return a; }');
     expect(violation).toMatchObject({ line: 2, column: 9, rule: 'hoisting', declaredAt: { line: 3, column: 1 } });
     expect(violation?.message).toContain('f (declared at 3:1)');
+  });
+});
+
+describe('the gate on the built Espruino script', () => {
+  const built = new URL('../../dist/espruino/fieldhub-slim.min.js', import.meta.url);
+  const script = () => {
+    if (!existsSync(built)) throw new Error(`${built.pathname} is missing: run npm run build -w @fieldhub/slim first`);
+    return readFileSync(built, 'utf8');
+  };
+
+  it('passes the script as built', () => {
+    expect(checkSource(script())).toEqual([]);
+  });
+
+  // A regression a lowering or minifier change could bring, spliced into the real script: each one is caught.
+  const regressions: Array<[rule: string, where: 'start' | 'end', source: string]> = [
+    [
+      'template-literal',
+      'end',
+      'var t = { h: function () { return 1; }, f: function () { return [1].map(() => `\u0024{this.h()}`); } };',
+    ],
+    ['hoisting', 'start', 'var early = late(); function late() { return 1; }'],
+    ['loop-closure', 'end', 'var fs = []; for (var n = 0; n < 3; n++) { let v = n; fs.push(() => v); }'],
+    ['destructuring', 'end', 'var { createClient: c } = exports;'],
+    ['return-newline', 'end', 'function r() { return\n1; }'],
+    ['missing-global', 'end', 'var seen = new Map();'],
+  ];
+  it.each(regressions)('rejects it with %s added at the %s', (rule, where, source) => {
+    const code = where === 'start' ? `${source}\n${script()}` : `${script()}\n${source}`;
+    expect(checkSource(code).map((violation) => violation.rule)).toContain(rule);
   });
 });
 
