@@ -41,6 +41,16 @@ describe('the size budget', () => {
     expect(lines.at(-1)).toContain('the Espruino script is 12288 B, the budget is < 12288 B');
   });
 
+  it('fails when the minified script is missing, without measuring the unminified one against the budget', () => {
+    // The unminified script (twice the size here) is over the budget: it must not be what is judged.
+    const dir = dist(ESPRUINO_BUDGET_BYTES - 1);
+    rmSync(join(dir, 'espruino', 'fieldhub-slim.min.js'));
+    const { ok, lines } = checkBudget(dir);
+    expect(ok).toBe(false);
+    expect(lines.join('\n')).toContain('missing');
+    expect(lines.join('\n')).not.toContain('the Espruino script is');
+  });
+
   it('fails when a bundle is missing', () => {
     const dir = dist(100);
     rmSync(join(dir, 'moddable'), { recursive: true });
