@@ -311,7 +311,19 @@ static void identity_goes_first_then_telemetry_queued_while_down_in_order(void) 
 }
 
 static void unconfirmed_telemetry_is_re_sent_after_every_link_up(void) {
-  /* Continues from the state above: ids 1 and 3 unconfirmed. The gateway restarts (RESET). */
+  static const fb_prop props[] = {FB_PROP("temp", "21.5")};
+  int k;
+  /* Three messages sent on the first link, id 2 confirmed: ids 1 and 3 unconfirmed. The gateway restarts (RESET). */
+  gateway_init();
+  app_init(0, 4);
+  for (k = 0; k < 3; k++) {
+    CHECK(fb_send_telemetry(&M.dev, props, 1, (const uint8_t *)"{}", 2, 0) == FB_OK);
+  }
+  start_both();
+  CHECK(M.ups == 1 && G.n_got == 4);
+  gw_ack_telemetry(2, 200);
+  run(100);
+  CHECK(M.acks == 1 && fb_device_unconfirmed(&M.dev) == 2);
   G.n_got = 0;
   gateway_init();
   fb_link_start(&G.link, NOW);
