@@ -194,8 +194,12 @@ describe('createClient', () => {
     });
     client.open();
     host.current.accept();
-    expect(host.current.options.host).toBe('edge.local');
-    expect((host.current.written[0] as ConnectPacket).clientId).toBe('dev-2');
+    // The gateway's certificate names the gateway; the user name (and SAS) still name the hub.
+    expect(host.current.options).toMatchObject({ host: 'edge.local', tls: { servername: 'edge.local' } });
+    expect(host.current.written[0]).toMatchObject({
+      clientId: 'dev-2',
+      username: 'hub.example/dev-2/?api-version=2021-04-12',
+    });
     host.current.receive({ type: 2, sessionPresent: false, returnCode: 0 });
     expect(host.current.last(8).subscriptions).toEqual([
       { topic: '$iothub/twin/res/#', qos: 0 },

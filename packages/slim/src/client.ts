@@ -110,11 +110,14 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   const maxPending = options.maxPendingTelemetry || 8;
   const timeout = options.operationTimeoutMs || 30000;
   const maxPacket = options.maxPacketBytes || 135168;
+  // A gateway (IoT Edge) is dialled and shows a certificate of its own name, as Azure's SDKs expect; the user name
+  // and the token still name the hub (protocol-device.md §1.1, §2.2). `connectHost` is only where to dial (an
+  // address): the certificate still names the hub.
+  const gateway = pairValue(cs, ';', 'GatewayHostName');
   const connectOptions = {
-    host: setting(options.connectHost, 'GatewayHostName') || hostName,
+    host: options.connectHost || gateway || hostName,
     port: options.port || 8883,
-    // The certificate names the hub, also when dialling an address or a gateway.
-    tls: Object.assign({ servername: hostName }, options.tls),
+    tls: Object.assign({ servername: gateway || hostName }, options.tls),
   };
   const telemetryPrefix = 'devices/' + deviceId + '/messages/events/';
   const cloudToDevicePrefix = 'devices/' + deviceId + '/messages/devicebound/';

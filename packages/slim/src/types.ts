@@ -68,7 +68,9 @@ export interface SlimClientOptions {
   /** Sign the string-to-sign yourself (a secure element, a bridge): call back once with the base64 signature. An
    * error, or a throw, fails the attempt with `SigningFailed` (through `onError`), and the client tries again. */
   sign?: (stringToSign: string, callback: (error: Error | null, signature?: string) => void) => void;
-  /** Where to dial when it differs from `hostName` (a gateway, 127.0.0.1 in tests). */
+  /** Where to dial when it differs from `hostName` and from the connection string's `GatewayHostName` (an
+   * address, 127.0.0.1 in tests); the server certificate is still checked against `hostName` (or the gateway's
+   * name), unless `tls.servername` says otherwise. */
   connectHost?: string;
   /** Default 8883. */
   port?: number;
