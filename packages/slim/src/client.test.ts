@@ -85,7 +85,8 @@ class FakeHost implements Host {
   }
   setTimeout(callback: () => void, ms: number): unknown {
     this.nextTimer += 1;
-    this.timers.push({ id: this.nextTimer, at: this.time + ms, callback });
+    // As Node (and 32-bit timer fields) do: a delay beyond 2^31 - 1 ms fires at once.
+    this.timers.push({ id: this.nextTimer, at: this.time + (ms > 2 ** 31 - 1 ? 1 : ms), callback });
     return this.nextTimer;
   }
   clearTimeout(handle: unknown): void {
@@ -395,6 +396,24 @@ describe('createClient', () => {
     expect(secondToken).toContain(`&se=${START / 1000 + 80 + 100}`);
     expect(secondToken).not.toBe(firstToken);
     expect(events.connects).toBe(2);
+    expect(events.errors).toEqual([]);
+  });
+
+  it('keeps a long-lived token for weeks instead of renewing at once when 80 % of it overflows a timer', () => {
+    const { host, client, events } = setup({ tokenLifetimeSeconds: 365 * 24 * 3600, keepAliveSeconds: 1000 });
+    client.open();
+    const connection = host.current;
+    connection.handshake();
+    // The hub answers every PINGREQ (0xc0), a little later.
+    const write = connection.write.bind(connection);
+    connection.write = (bytes) => {
+      write(bytes);
+      if (bytes[0] === 0xc0) host.setTimeout(() => connection.receive({ type: 13 }), 10);
+    };
+    host.advanceUntil(() => host.connections.length === 2, 40 * 24 * 3600_000);
+    // Renewed within the longest delay a 32-bit timer holds (24.8 days), and not before 23 days.
+    expect(host.time - START).toBeGreaterThan(23 * 24 * 3600_000);
+    expect(host.time - START).toBeLessThanOrEqual(2 ** 31 - 1);
     expect(events.errors).toEqual([]);
   });
 

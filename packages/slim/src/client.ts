@@ -402,8 +402,8 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       send(connectPacket);
       // Renew at 80 % of the lifetime: drop() without an error reconnects at once, with a new token. Wrapped,
       // since a timer may pass its callback an argument (Moddable's Timer passes its id), which drop would take
-      // for an error.
-      if (expiry) renewTimer = host.setTimeout(() => drop(), (expiry * 1000 - host.now()) * 0.8);
+      // for an error. At most 2e9 ms (23 days): Node and 32-bit timer fields fire a longer delay at once.
+      if (expiry) renewTimer = host.setTimeout(() => drop(), Math.min(2e9, (expiry * 1000 - host.now()) * 0.8));
     };
     const created = host.connect(connectOptions, {
       onConnect: () => {

@@ -76,7 +76,8 @@ export interface SlimClientOptions {
   port?: number;
   /** TLS options handed to the host; default `{}` (TLS on, verify on). */
   tls?: HostTlsOptions;
-  /** SAS token lifetime, seconds; default 3600. Renewed at 80 % of it by reconnecting with a fresh token. */
+  /** SAS token lifetime, seconds; default 3600. Renewed at 80 % of it (at the latest after 23 days, the longest
+   * timer delay hosts hold) by reconnecting with a fresh token. */
   tokenLifetimeSeconds?: number;
   /** MQTT keep-alive, seconds; default 60 (IoT Hub allows up to 1177). */
   keepAliveSeconds?: number;
