@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { hmacSha256 } from '@fieldhub/protocol';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import type { HostSocketEvents } from '../host';
+import { recorder } from './__fixtures__/socket-recorder';
 import {
   createEcma419Host,
   type Ecma419HostOptions,
@@ -162,32 +162,6 @@ class FakeHmac {
     this.digest.write(innerHash);
     return this.digest.close();
   }
-}
-
-interface Recorder extends HostSocketEvents {
-  log: string[];
-  data: Uint8Array[];
-  closes: unknown[];
-}
-
-function recorder(): Recorder {
-  const log: string[] = [];
-  const data: Uint8Array[] = [];
-  const closes: unknown[] = [];
-  return {
-    log,
-    data,
-    closes,
-    onConnect: () => log.push('connect'),
-    onData: (bytes) => {
-      log.push('data');
-      data.push(bytes);
-    },
-    onClose: (error) => {
-      log.push('close');
-      closes.push(error);
-    },
-  };
 }
 
 function setup(extra: Partial<Ecma419HostOptions> = {}) {
