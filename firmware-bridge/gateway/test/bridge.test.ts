@@ -3,63 +3,30 @@
  * simulated in TypeScript (test/ts-mcu.ts, built on the gateway's frame code). The C simulator of firmware-bridge/mcu
  * runs the same scenarios in e2e.test.ts.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServiceClient, type ServiceClient, type TelemetryEvent } from '@fieldhub/service';
-import { type ConformanceHub, startConformanceHub } from '@fieldhub/transport-testing';
+import type { ServiceClient, TelemetryEvent } from '@fieldhub/service';
+import type { ConformanceHub } from '@fieldhub/transport-testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Capability, createGateway, type Gateway, type GatewayConfig } from '../src/index';
-import { PtyPair, requireSocat } from './socat';
+import { PtyPair } from './socat';
+import { startTestBench, type TestBench, until } from './test-bench';
 import { TsMcu } from './ts-mcu';
 
 const allCapabilities = Capability.sign | Capability.twin | Capability.methods | Capability.cloudToDevice;
 
+let bench: TestBench;
 let hub: ConformanceHub;
 let service: ServiceClient;
 let dir: string;
-const events: TelemetryEvent[] = [];
-const reading = new AbortController();
-
-async function until<T>(
-  probe: () => T | undefined | Promise<T | undefined>,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+let events: TelemetryEvent[];
 
 beforeAll(async () => {
-  requireSocat();
-  hub = await startConformanceHub();
-  dir = await mkdtemp(join(tmpdir(), 'fieldhub-bridge-'));
-  const connectionString = hub.info.serviceConnectionString.replace(
-    /HostName=([^;]+)/,
-    `HostName=$1:${hub.info.ports.https}`,
-  );
-  service = createServiceClient({ connectionString, ca: hub.ca, amqpPort: hub.info.ports.amqp ?? 0 });
-  void (async () => {
-    try {
-      for await (const event of service.telemetry.read({ signal: reading.signal, from: 'earliest' })) {
-        events.push(event);
-      }
-    } catch {
-      // aborted at the end
-    }
-  })();
+  bench = await startTestBench('fieldhub-bridge-');
+  ({ hub, service, dir, telemetry: events } = bench);
 });
 
 afterAll(async () => {
-  reading.abort();
-  await service?.close();
-  await hub?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await bench?.close();
 });
 
 interface Rig {

@@ -2,63 +2,30 @@
  * End to end (issue #12): the C simulated MCU (firmware-bridge/mcu, fb_sim) <-> socat PTY pair <-> the gateway
  * <-> a real hub in-process (TLS on 127.0.0.1), read back with @fieldhub/service.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createServiceClient, type ServiceClient, type TelemetryEvent } from '@fieldhub/service';
-import { type ConformanceHub, startConformanceHub } from '@fieldhub/transport-testing';
+import type { ServiceClient, TelemetryEvent } from '@fieldhub/service';
+import type { ConformanceHub } from '@fieldhub/transport-testing';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createGateway, type Gateway, type GatewayConfig } from '../src/index';
 import { buildSimulator, FbSim, type SimEvent } from './fb-sim';
-import { PtyPair, requireSocat } from './socat';
+import { PtyPair } from './socat';
+import { startTestBench, type TestBench, until } from './test-bench';
 
+let bench: TestBench;
 let hub: ConformanceHub;
 let service: ServiceClient;
 let dir: string;
 let simulator: string;
-const telemetry: TelemetryEvent[] = [];
-const reading = new AbortController();
-
-async function until<T>(
-  probe: () => T | undefined | Promise<T | undefined>,
-  what: string,
-  timeoutMs = 30_000,
-): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-}
+let telemetry: TelemetryEvent[];
 
 beforeAll(async () => {
-  requireSocat();
-  dir = await mkdtemp(join(tmpdir(), 'fieldhub-e2e-'));
+  bench = await startTestBench('fieldhub-e2e-');
+  ({ hub, service, dir, telemetry } = bench);
   simulator = buildSimulator(join(dir, 'build'));
-  hub = await startConformanceHub();
-  const connectionString = hub.info.serviceConnectionString.replace(
-    /HostName=([^;]+)/,
-    `HostName=$1:${hub.info.ports.https}`,
-  );
-  service = createServiceClient({ connectionString, ca: hub.ca, amqpPort: hub.info.ports.amqp ?? 0 });
-  void (async () => {
-    try {
-      for await (const event of service.telemetry.read({ signal: reading.signal, from: 'earliest' })) {
-        telemetry.push(event);
-      }
-    } catch {
-      // aborted in afterAll
-    }
-  })();
 });
 
 afterAll(async () => {
-  reading.abort();
-  await service?.close();
-  await hub?.close();
-  if (dir) await rm(dir, { recursive: true, force: true });
+  await bench?.close();
 });
 
 interface Rig {
