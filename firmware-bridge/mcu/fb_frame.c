@@ -14,7 +14,9 @@ size_t fb_frame_pack(uint8_t type, uint16_t seq, const uint8_t *payload, uint16_
      * up, so a payload that overlaps the frame buffer is copied intact. */
     size_t i = len;
     uint8_t *dst = out + FB_HEADER_SIZE;
-    if (dst < payload) {
+    /* Compared as integers: relational operators on pointers into different objects (payload is usually not in
+     * out) are undefined behaviour in C99 (6.5.8). */
+    if ((uintptr_t)dst < (uintptr_t)payload) {
       for (i = 0; i < len; i++) {
         dst[i] = payload[i];
       }
