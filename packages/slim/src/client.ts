@@ -7,9 +7,9 @@
  * callbacks carry every event.
  *
  * Connection policy. `open()` dials; every loss schedules a new attempt after an exponential backoff with jitter
- * (`reconnectMinMs` doubling up to `reconnectMaxMs`, reset once a session is up); refused credentials are
- * reported through `onError` and retried all the same (a key may be fixed on the hub meanwhile). Sessions are
- * clean (`clean=1`), so every connection subscribes again. A token signed here is renewed at 80 % of its lifetime
+ * (half to all of `reconnectMinMs` doubling up to `reconnectMaxMs`, reset once a session is up); refused
+ * credentials are reported through `onError` and retried all the same (a key may be fixed on the hub meanwhile).
+ * Sessions are clean (`clean=1`), so every connection subscribes again. A token signed here is renewed at 80 % of its lifetime
  * by reconnecting with a fresh one (MQTT 3.1.1 cannot change credentials in-session; Azure's Node SDK does the
  * same, §1.3). A fixed `sasToken` cannot be renewed: once expired, the client ends with `TokenExpired`.
  *
@@ -378,8 +378,10 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       guard(options.onError, error);
     }
     if (opened && !ended && reconnectTimer === null) {
+      // Between half and all of min * 2^attempts (capped): the first retry is spread too, or devices dropped
+      // together (a hub restart) would all come back in step.
       const ceiling = Math.min(maxDelay, minDelay * (1 << Math.min(attempts, 20)));
-      const delay = error ? Math.max(minDelay, ceiling * (0.5 + Math.random() / 2)) : 0;
+      const delay = error ? ceiling * (0.5 + Math.random() / 2) : 0;
       if (error) attempts++;
       reconnectTimer = host.setTimeout(connect, delay);
     }

@@ -81,7 +81,8 @@ export interface SlimClientOptions {
   tokenLifetimeSeconds?: number;
   /** MQTT keep-alive, seconds; default 60 (IoT Hub allows up to 1177). */
   keepAliveSeconds?: number;
-  /** Reconnect backoff: first and largest delay, milliseconds (defaults 1000 and 60000), with jitter. */
+  /** Reconnect backoff, milliseconds (defaults 1000 and 60000): attempt n waits between half and all of
+   * `reconnectMinMs * 2^n`, at most `reconnectMaxMs`; n starts again at 0 once a session is up. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
   /** QoS 1 telemetry kept for retry while unacknowledged or offline, and twin requests in flight, together;
