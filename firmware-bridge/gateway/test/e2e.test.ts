@@ -113,6 +113,7 @@ describe('simulated MCU (C) <-> PTY <-> gateway <-> real hub', () => {
     expect(event.deviceId).toBe('e2e-keyed');
     expect(event.properties).toEqual({ zone: 'hall-b' });
     expect(event.contentType).toBe('application/json');
+    expect(event.contentEncoding).toBe('utf-8');
     expect(JSON.parse(event.bodyText ?? '')).toEqual({ temperature: 21.5 });
   });
 
@@ -124,7 +125,8 @@ describe('simulated MCU (C) <-> PTY <-> gateway <-> real hub', () => {
       properties: { prio: 'high' },
     });
     const c2d = await sim.waitFor((event) => event.event === 'c2d', 'the C2D event');
-    expect(JSON.stringify(c2d)).toContain('c2d-e2e');
+    expect(c2d.properties).toMatchObject({ '$.mid': 'c2d-e2e', prio: 'high' });
+    expect(c2d.body).toBe('open valve 3');
     await sim.waitFor((event) => event.event === 'settled' && event.outcome === 'complete', 'the settlement');
     await until(
       async () => ((await hub.hub.core.cloudToDevice.depths()).messages === 0 ? true : undefined),
