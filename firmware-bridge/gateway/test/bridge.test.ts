@@ -244,6 +244,22 @@ describe('the firmware bridge gateway against a real hub', () => {
     }
   });
 
+  it('reports STATUS refused 401 to an MCU whose signatures the hub refuses (a wrong key on the MCU)', async () => {
+    await hub.createSasDevice('bridge-wrong-key');
+    const wrong = await rig('bridge-wrong-key', { key: Buffer.from('not the device key at all').toString('base64') });
+    try {
+      const refused = await until(
+        () => wrong.mcu.received.find((message) => message.kind === 'status' && message.state === 3),
+        'STATUS refused',
+      );
+      expect(refused).toMatchObject({ status: 401 });
+      expect(wrong.signRequests.length).toBeGreaterThan(0);
+      expect(wrong.gateway.sessions.get(wrong.pair.gatewayPath)?.client).toBeUndefined();
+    } finally {
+      await wrong.close();
+    }
+  });
+
   it('answers a reject over MQTT (complete only) with ERROR Unsupported, then takes the MCU complete; methods for an MCU without METHODS are answered 404', async () => {
     const device = await hub.createSasDevice('bridge-mqtt');
     const mqttRig = await rig('bridge-mqtt', {
