@@ -651,6 +651,44 @@ describe('createClient', () => {
     expect(events.connects).toBe(1);
   });
 
+  it('closes from inside a callback: the rest of the chunk is dropped, nothing follows DISCONNECT, each callback once', () => {
+    const outcomes: string[] = [];
+    const { host, client, events } = setup({
+      onMessage: (message) => {
+        outcomes.push(`message ${message.text}`);
+        client.close(() => outcomes.push('closed'));
+      },
+    });
+    client.open();
+    host.current.handshake();
+    client.sendTelemetry('t', null, (error) => outcomes.push(`telemetry ${error?.code ?? 'ok'}`));
+    client.getTwin((error) => outcomes.push(`twin ${error?.code ?? 'ok'}`));
+    const message = (id: number): Uint8Array =>
+      encodePacket({
+        type: 3,
+        topic: 'devices/dev-1/messages/devicebound/',
+        payload: new TextEncoder().encode(String(id)),
+        qos: 1,
+        messageId: id,
+        dup: false,
+        retain: false,
+      });
+    const first = message(1);
+    const second = message(2);
+    const chunk = new Uint8Array(first.length + second.length);
+    chunk.set(first);
+    chunk.set(second, first.length);
+    host.current.receiveBytes(chunk);
+    expect(outcomes).toEqual(['message 1', 'telemetry Closed', 'twin Closed', 'closed']);
+    const written = host.current.written.map((packet) => packet.type);
+    expect(written[written.length - 1]).toBe(14);
+    expect(written.filter((type) => type === 4)).toEqual([]);
+    expect(events.disconnects).toEqual([undefined]);
+    expect(events.errors).toEqual([]);
+    host.advance(60 * 60_000);
+    expect(host.connections).toHaveLength(1);
+  });
+
   it('closes idempotently: DISCONNECT once, pending telemetry fails with Closed, nothing reconnects', () => {
     const { host, client, events } = setup();
     client.open();

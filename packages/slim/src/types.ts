@@ -57,7 +57,9 @@ export interface SlimTwin {
 
 /** Options of `createClient`. Give a connection string, or `hostName` + `deviceId` with one credential. */
 export interface SlimClientOptions {
-  /** `HostName=...;DeviceId=...;SharedAccessKey=...` (or `SharedAccessSignature=...`, which cannot be renewed). */
+  /** `HostName=...;DeviceId=...;SharedAccessKey=...` (or `SharedAccessSignature=...`, which cannot be renewed;
+   * `GatewayHostName` is dialled when present). Device identities only: a `ModuleId` is not read (the client would
+   * connect as the device, and be refused). `HostName` without a port: give a port other than 8883 as `port`. */
   connectionString?: string;
   hostName?: string;
   deviceId?: string;
@@ -101,7 +103,9 @@ export interface SlimClientOptions {
   /** Failures with no callback to carry them (refused credentials, protocol errors). */
   onError?: (error: SlimError) => void;
   onMessage?: (message: SlimMessage) => void;
-  /** A desired-properties patch, with its `$version`. */
+  /** A desired-properties patch, with its `$version`. Only patches made while the client is subscribed arrive
+   * (sessions are clean): get the twin in `onConnect` to catch up, and ignore patches whose version is not above
+   * the twin's `desired.$version` (protocol-device.md §2.6; the examples do this). */
   onDesired?: (patch: { [key: string]: unknown }, version: number) => void;
   /** A direct-method call: `respond` once, now or later. A handler that throws before responding (also by
    * responding with a payload JSON cannot carry) has 500 answered for it. */
