@@ -45,6 +45,12 @@ class FakeConnection {
   receive(packet: Packet): void {
     this.events.onData(encodePacket(packet));
   }
+  /** The hub publishes on `topic`: QoS 1 with `messageId`, else QoS 0. */
+  deliver(topic: string, payload: string | Uint8Array = new Uint8Array(0), messageId?: number): void {
+    const bytes = typeof payload === 'string' ? new TextEncoder().encode(payload) : payload;
+    const qos = messageId === undefined ? { qos: 0 as const } : { qos: 1 as const, messageId };
+    this.receive({ type: 3, topic, payload: bytes, ...qos, dup: false, retain: false });
+  }
   receiveBytes(bytes: Uint8Array): void {
     this.events.onData(bytes);
   }
@@ -479,25 +485,10 @@ describe('createClient', () => {
     });
     client.open();
     host.current.handshake();
-    host.current.receive({
-      type: 3,
-      topic: '$iothub/methods/POST/reboot/?$rid=42',
-      payload: new TextEncoder().encode('{"delay":1}'),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
+    host.current.deliver('$iothub/methods/POST/reboot/?$rid=42', '{"delay":1}');
     const answer = host.current.publishes()[0] as PublishPacket;
     expect(answer.topic).toBe('$iothub/methods/res/500/?$rid=42');
-    host.current.receive({
-      type: 3,
-      topic: 'devices/dev-1/messages/devicebound/%24.mid=m1&x=1',
-      payload: new Uint8Array([104, 105]),
-      qos: 1,
-      messageId: 9,
-      dup: false,
-      retain: false,
-    });
+    host.current.deliver('devices/dev-1/messages/devicebound/%24.mid=m1&x=1', new Uint8Array([104, 105]), 9);
     expect(host.current.written.some((p) => p.type === 4)).toBe(false);
     expect(events.errors).toEqual(['CallbackFailed', 'CallbackFailed']);
     expect(client.connected).toBe(true);
@@ -513,14 +504,7 @@ describe('createClient', () => {
     });
     client.open();
     host.current.handshake();
-    host.current.receive({
-      type: 3,
-      topic: '$iothub/methods/POST/status/?$rid=7',
-      payload: new Uint8Array(0),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
+    host.current.deliver('$iothub/methods/POST/status/?$rid=7');
     expect(host.current.publishes().map((publish) => publish.topic)).toEqual(['$iothub/methods/res/500/?$rid=7']);
     expect(events.errors).toEqual(['CallbackFailed']);
   });
@@ -529,17 +513,12 @@ describe('createClient', () => {
     const { host, client, events } = setup();
     client.open();
     host.current.handshake();
-    host.current.receive({
-      type: 3,
-      topic:
-        'devices/dev-1/messages/devicebound/%24.mid=m1&%24.cid=c1&%24.ct=text%2Fplain&%24.ce=utf-8' +
+    host.current.deliver(
+      'devices/dev-1/messages/devicebound/%24.mid=m1&%24.cid=c1&%24.ct=text%2Fplain&%24.ce=utf-8' +
         '&%24.to=%2Fdevices%2Fdev-1%2Fmessages%2FdeviceBound&iothub-ack=full&color=dark+red&flag&__proto__=x',
-      payload: new TextEncoder().encode('héllo'),
-      qos: 1,
-      messageId: 7,
-      dup: false,
-      retain: false,
-    });
+      'héllo',
+      7,
+    );
     expect(events.messages).toHaveLength(1);
     const message = events.messages[0] as SlimMessage;
     expect(message).toMatchObject({
@@ -559,15 +538,7 @@ describe('createClient', () => {
     host.current.accept();
     host.current.receive({ type: 2, sessionPresent: false, returnCode: 0 });
     const subscribe = host.current.last(8);
-    host.current.receive({
-      type: 3,
-      topic: 'devices/dev-1/messages/devicebound/',
-      payload: new Uint8Array([49]),
-      qos: 1,
-      messageId: 3,
-      dup: false,
-      retain: false,
-    });
+    host.current.deliver('devices/dev-1/messages/devicebound/', new Uint8Array([49]), 3);
     host.current.receive({ type: 9, messageId: subscribe.messageId, granted: [0, 1] });
     expect(events.messages.map((message) => message.text)).toEqual(['1']);
     expect(host.current.last(4)).toEqual({ type: 4, messageId: 3 });
@@ -590,38 +561,10 @@ describe('createClient', () => {
     expect(text(patchA?.payload as Uint8Array)).toBe('{"a":1}');
     const rid = (topic: string | undefined) => topic?.split('$rid=')[1];
     const twin = { desired: { $version: 3 }, reported: { $version: 5 } };
-    host.current.receive({
-      type: 3,
-      topic: `$iothub/twin/res/200/?$rid=${rid(get?.topic)}`,
-      payload: new TextEncoder().encode(JSON.stringify(twin)),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
-    host.current.receive({
-      type: 3,
-      topic: `$iothub/twin/res/204/?$rid=${rid(patchA?.topic)}&$version=6`,
-      payload: new Uint8Array(0),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
-    host.current.receive({
-      type: 3,
-      topic: `$iothub/twin/res/429/?$rid=${rid(patchB?.topic)}`,
-      payload: new Uint8Array(0),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
-    host.current.receive({
-      type: 3,
-      topic: '$iothub/twin/PATCH/properties/desired/?$version=4',
-      payload: new TextEncoder().encode('{"x":1,"$version":4}'),
-      qos: 0,
-      dup: false,
-      retain: false,
-    });
+    host.current.deliver(`$iothub/twin/res/200/?$rid=${rid(get?.topic)}`, JSON.stringify(twin));
+    host.current.deliver(`$iothub/twin/res/204/?$rid=${rid(patchA?.topic)}&$version=6`);
+    host.current.deliver(`$iothub/twin/res/429/?$rid=${rid(patchB?.topic)}`);
+    host.current.deliver('$iothub/twin/PATCH/properties/desired/?$version=4', '{"x":1,"$version":4}');
     host.current.lose();
     expect(outcomes).toEqual([twin, 6, ['ThrottlingException', 429], 'NotConnected']);
     expect(desired).toEqual([[{ x: 1, $version: 4 }, 4]]);
