@@ -76,8 +76,9 @@ function parseJson(payload: Uint8Array): unknown {
 
 /**
  * Creates a slim client; it does nothing until `open()`. Callbacks of a call that cannot start (`BufferFull`,
- * `NotConnected`, `Closed`, `TokenExpired`) run before the call returns; every other callback runs later, from a
- * socket or timer event. Options that are not positive numbers take their defaults.
+ * `MessageTooLarge`, `NotConnected`, `Closed`, `TokenExpired`) run before the call returns; every other callback runs later, from a
+ * socket or timer event. Numeric options left out (or 0) take their defaults; they are not checked further (the
+ * bundle's budget), so give positive numbers.
  *
  * @example
  * ```ts
