@@ -1,6 +1,6 @@
 /// <reference types="node" />
 import fc from 'fast-check';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { base64Decode, base64Encode, hexEncode, utf8ByteLength, utf8Decode, utf8Encode } from './encoding';
 import { ArgumentError, HubError } from './errors';
 
@@ -29,6 +29,26 @@ describe('utf8Encode / utf8Decode', () => {
         expect(utf8Decode(utf8Encode(s))).toBe(s);
       }),
     );
+  });
+
+  it('decodes in String.fromCharCode calls of at most 64 code units (Espruino caps apply at 64 arguments)', () => {
+    const counts: number[] = [];
+    const original = String.fromCharCode;
+    const recording = vi.spyOn(String, 'fromCharCode').mockImplementation((...units: number[]) => {
+      counts.push(units.length);
+      return original(...units);
+    });
+    try {
+      // ASCII, then a surrogate pair on every offset around the flush point, then a long run.
+      for (let offset = 55; offset < 70; offset++) {
+        const text = `${'a'.repeat(offset)}😀${'é€'.repeat(200)}`;
+        expect(utf8Decode(utf8Encode(text))).toBe(text);
+      }
+    } finally {
+      recording.mockRestore();
+    }
+    expect(counts.length).toBeGreaterThan(0);
+    expect(Math.max(...counts)).toBeLessThanOrEqual(64);
   });
 
   it('decodes arbitrary bytes like TextDecoder (WHATWG replacement) and never throws', () => {

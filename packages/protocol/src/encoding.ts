@@ -68,7 +68,9 @@ export function utf8Encode(s: string): Uint8Array {
  */
 export function utf8Decode(b: Uint8Array): string {
   // Code units collect in a small array flushed through String.fromCharCode in chunks, which bounds the
-  // argument count (engines cap it) without building the string one character at a time.
+  // argument count without building the string one character at a time. Chunks of 64: engines cap the count, and
+  // Espruino's `apply` throws beyond 64 arguments (jswrap_function_apply_or_call), which @fieldhub/slim runs on.
+  // Flushed from 63 units, as a surrogate pair adds two.
   const units: number[] = [];
   let out = '';
   let codePoint = 0;
@@ -81,7 +83,7 @@ export function utf8Decode(b: Uint8Array): string {
       const v = cp - 0x10000;
       units.push(0xd800 + (v >> 10), 0xdc00 + (v & 0x3ff));
     } else units.push(cp);
-    if (units.length >= 4096) {
+    if (units.length >= 63) {
       out += String.fromCharCode.apply(null, units);
       units.length = 0;
     }
