@@ -12,7 +12,8 @@ export interface Bundle {
   readonly code: string;
   /**
    * `module`: an ES module whose exports become `globalThis.slim` (the ES2020 bundle); `script`: a CommonJS-shaped
-   * script assigning `exports.*` (the Espruino bundle), run after `var exports = {}; var module = {exports};`.
+   * script assigning `exports.*` (the Espruino bundle), run after espruino-traits.js (Espruino's limits) and
+   * `var exports = {}; var module = {exports};`.
    */
   readonly kind: 'module' | 'script';
 }
@@ -33,10 +34,14 @@ export interface EngineOptions {
 
 const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
 
-/** The engine-side scripts: bridge.js, shapes.js (runtime-shaped sockets over it), scenario.js. */
+/**
+ * The engine-side scripts: bridge.js, shapes.js (runtime-shaped sockets over it), scenario.js, and
+ * espruino-traits.js, Espruino's limits imposed on the engine before a `script` bundle (the Espruino one) runs.
+ */
 export const engineScripts = {
   bridge: readFileSync(here('./bridge.js'), 'utf8'),
   shapes: readFileSync(here('./shapes.js'), 'utf8'),
+  espruinoTraits: readFileSync(here('./espruino-traits.js'), 'utf8'),
   scenario: readFileSync(here('./scenario.js'), 'utf8'),
 } as const;
 

@@ -90,6 +90,7 @@ export async function startQuickJsSession(options: EngineOptions): Promise<Engin
         exports = settled.value;
       }
     } else {
+      evaluate(vm, engineScripts.espruinoTraits, 'espruino-traits.js', 'global').dispose();
       evaluate(vm, commonJsPrelude, 'prelude.js', 'global').dispose();
       evaluate(vm, bundle.code, bundle.fileName, 'global').dispose();
       exports = evaluate(vm, 'module.exports', 'exports.js', 'global');

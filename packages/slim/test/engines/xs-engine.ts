@@ -102,6 +102,7 @@ export async function startXsSession(options: EngineOptions): Promise<EngineSess
     if (bundle.kind === 'module') {
       await worker.evaluate(moduleLoader(bundle.code));
     } else {
+      await worker.evaluate(engineScripts.espruinoTraits);
       await worker.evaluate(commonJsPrelude);
       await worker.evaluate(bundle.code);
       await worker.evaluate('globalThis.slim = module.exports;');
