@@ -455,12 +455,16 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       if (error || !signature) drop(slimError('SigningFailed', error ? error.message : ''));
       else dial(mine, formatToken(resource, signature, expiry), expiry);
     };
-    // A hook (or HMAC) that throws fails this attempt: from the reconnect timer it would escape to the host.
-    try {
-      if (sign) sign(stringToSign, signed);
-      else if (key && host.hmacSha256) signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
-    } catch (error) {
-      signed(error as Error);
+    if (sign) {
+      // A hook that throws fails this attempt: from the reconnect timer it would escape to the host. (The host's
+      // own HMAC and connect throw only when misconfigured, which the first open() shows.)
+      try {
+        sign(stringToSign, signed);
+      } catch (error) {
+        signed(error as Error);
+      }
+    } else if (key && host.hmacSha256) {
+      signed(null, encodeBase64(host.hmacSha256(key, utf8Encode(stringToSign))));
     }
   }
 
