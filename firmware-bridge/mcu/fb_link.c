@@ -62,6 +62,12 @@ static void link_up(fb_link *l) {
   }
 }
 
+/* (MCU, link down) Whether our last HELLO went out less than retransmitMs ago: it may still be on its way to the
+ * gateway, or its HELLO_ACK on the way back. */
+static int hello_just_sent(const fb_link *l) {
+  return l->now - (l->next_hello - l->cfg.hello_interval_ms) < (uint32_t)l->cfg.retransmit_ms;
+}
+
 /* announce: tell the peer (MCU: HELLO, gateway: RESET); not when the peer itself said it (RESET, HELLO). */
 static void link_down(fb_link *l, unsigned reason, int announce) {
   int was_up = l->up;
@@ -255,7 +261,11 @@ static void handle_frame(fb_link *l, const uint8_t *raw, size_t n) {
   case FB_T_RESET:
     if (l->up) {
       link_down(l, FB_DOWN_RESET, 0);
-    } else if (l->cfg.role == FB_ROLE_MCU) {
+    } else if (l->cfg.role == FB_ROLE_MCU && !hello_just_sent(l)) {
+      /* A RESET right after our HELLO crossed it (the gateway opening its port, or answering frames we sent before
+       * we went down): that HELLO is answered already. A second one would make the gateway start the link over
+       * once more, and the ACKs we send for its first session's frames would then acknowledge the same numbers of
+       * its second (PROTOCOL.md 4.1). If that HELLO was lost, the next periodic one follows. */
       send_hello(l, FB_T_HELLO);
     }
     break;

@@ -21,6 +21,27 @@ static void patient_heartbeat(void) {
   B.link.cfg.heartbeat_ms = 10000;
 }
 
+/* Link sessions counted after the handshake on a faulty wire. */
+static int handshake_ups_a, handshake_downs_a, handshake_ups_b, handshake_downs_b;
+
+/* The handshake on a faulty wire, before any data: a corrupted HELLO_ACK leaves the MCU down, its next HELLO
+ * restarts the gateway's session, and frames sent meanwhile would be dropped with that session (the application
+ * re-sends them, PROTOCOL.md 4.1; the wire tests have no application). The data phase then checks that the link
+ * never restarts while data flows. */
+static uint32_t lossy_handshake(fb_rng *rng, uint32_t now) {
+  now = wire_run(&A, &B, rng, now, 30000, 0, 0);
+  handshake_ups_a = A.ups;
+  handshake_downs_a = A.downs;
+  handshake_ups_b = B.ups;
+  handshake_downs_b = B.downs;
+  return now;
+}
+
+static int same_sessions(void) {
+  return A.ups == handshake_ups_a && A.downs == handshake_downs_a && B.ups == handshake_ups_b &&
+         B.downs == handshake_downs_b;
+}
+
 static int in_order(const end *e, unsigned total) {
   unsigned i;
   if (e->order_errors || e->n_got != total) {
@@ -44,9 +65,11 @@ static void handshake_brings_both_ends_up_with_each_others_parameters(void) {
   fb_link_start(&A.link, now);
   now = wire_run(&A, &B, &rng, now, 100, 0, 0);
   CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link));
-  /* The gateway's RESET on opening crosses the MCU's first HELLO: the MCU answers it with a second HELLO, which
-   * the gateway answers again (PROTOCOL.md 4.1); the MCU stays up throughout. */
-  CHECK_MSG(A.ups == 1 && A.downs == 0 && B.ups >= 1, "A %d/%d B %d/%d reasons %u %u", A.ups, A.downs, B.ups, B.downs, A.last_down, B.last_down);
+  /* The gateway's RESET on opening crosses the MCU's first HELLO. The MCU does not answer it with a second HELLO
+   * (its first is answered already): one HELLO, one HELLO_ACK, one session on each side (PROTOCOL.md 4.1). */
+  CHECK_MSG(A.ups == 1 && A.downs == 0 && B.ups == 1 && B.downs == 0 && A.hellos_written == 1,
+            "A %d/%d B %d/%d reasons %u %u, %u HELLOs", A.ups, A.downs, B.ups, B.downs, A.last_down, B.last_down,
+            A.hellos_written);
   CHECK(B.link.peer.boot_id == 0xA0000001u && B.link.peer.capabilities == 0x0F && B.link.peer.window == 4);
   CHECK(A.link.peer.max_frame == END_FRAME && A.link.peer.window == 8 && A.link.peer.capabilities == 0x0E);
   now = wire_run(&A, &B, &rng, now, 500, 20, 20);
@@ -101,10 +124,11 @@ static void a_lossy_wire_delivers_every_reliable_frame_once_and_in_order(void) {
   A.f.noise_pct = B.f.noise_pct = 5;
   fb_link_start(&B.link, now);
   fb_link_start(&A.link, now);
-  now = wire_run(&A, &B, &rng, now, 5000, 0, 0);
+  now = lossy_handshake(&rng, now);
   CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link));
   now = wire_run(&A, &B, &rng, now, 400000, 500, 500);
-  CHECK_MSG(A.ups == 1 && A.downs == 0 && B.downs <= 1, "A %d/%d B %d/%d reasons %u %u", A.ups, A.downs, B.ups, B.downs, A.last_down, B.last_down);
+  CHECK_MSG(same_sessions(), "the link restarted: A %d/%d B %d/%d reasons %u %u", A.ups, A.downs, B.ups, B.downs,
+            A.last_down, B.last_down);
   CHECK(in_order(&B, 500) && in_order(&A, 500));
   CHECK(A.link.stats.tx_retransmits > 0 && B.link.stats.rx_duplicates > 0 && B.link.stats.rx_bad > 0);
   CHECK(A.link.tx_count == 0 && B.link.tx_count == 0);
@@ -118,10 +142,11 @@ static void noise_between_frames_costs_retransmissions_not_frames(void) {
   A.f.noise_pct = B.f.noise_pct = 40;
   fb_link_start(&B.link, now);
   fb_link_start(&A.link, now);
+  now = lossy_handshake(&rng, now);
+  CHECK(fb_link_is_up(&A.link) && fb_link_is_up(&B.link));
   now = wire_run(&A, &B, &rng, now, 200000, 300, 300);
   CHECK(in_order(&B, 300) && in_order(&A, 300));
-  CHECK_MSG(A.downs == 0 && B.downs <= 1 && B.link.stats.rx_bad > 0, "A %d/%d B %d/%d", A.ups, A.downs, B.ups,
-            B.downs);
+  CHECK_MSG(same_sessions() && B.link.stats.rx_bad > 0, "A %d/%d B %d/%d", A.ups, A.downs, B.ups, B.downs);
 }
 
 static void the_gateway_re_handshakes_when_the_mcu_reboots(void) {
