@@ -292,6 +292,28 @@ describe('createClient', () => {
     expect(events.connects).toBe(2);
   });
 
+  it('gets the twin from onConnect even when telemetry queued offline fills the buffer', () => {
+    // The catch-up GET after a reconnect (desired patches made offline never arrive otherwise) must not lose to
+    // the telemetry it reconnected with.
+    const outcomes: unknown[] = [];
+    const { host, client } = setup({
+      maxPendingTelemetry: 2,
+      onConnect: () => client.getTwin((error, twin) => outcomes.push(error ? error.code : twin)),
+    });
+    client.sendTelemetry('1', null);
+    client.sendTelemetry('2', null);
+    client.open();
+    host.current.handshake();
+    const get = host.current.publishes().find((publish) => publish.topic.startsWith('$iothub/twin/GET/'));
+    expect(outcomes).toEqual([]);
+    host.current.deliver(`$iothub/twin/res/200/?$rid=${get?.topic.split('$rid=')[1]}`, '{"desired":{"$version":1}}');
+    expect(outcomes).toEqual([{ desired: { $version: 1 } }]);
+    // Telemetry still has its own bound.
+    const results: string[] = [];
+    client.sendTelemetry('3', null, (error) => results.push(error ? error.code : 'ok'));
+    expect(results).toEqual(['BufferFull']);
+  });
+
   it('fails telemetry with Timeout when no PUBACK comes within operationTimeoutMs', () => {
     const { host, client } = setup();
     client.open();

@@ -13,8 +13,8 @@
  * by reconnecting with a fresh one (MQTT 3.1.1 cannot change credentials in-session; Azure's Node SDK does the
  * same, §1.3). A fixed `sasToken` cannot be renewed: once expired, the client ends with `TokenExpired`.
  *
- * Delivery. Telemetry is QoS 1 and waits in a bounded buffer (`maxPendingTelemetry`, shared with twin requests in
- * flight) until its PUBACK: messages sent offline go out on the next connection, unacknowledged ones are sent
+ * Delivery. Telemetry is QoS 1 and waits in a bounded buffer (`maxPendingTelemetry` entries, twin requests in
+ * flight counted; twin requests may fill it to twice that) until its PUBACK: messages sent offline go out on the next connection, unacknowledged ones are sent
  * again with DUP. Twin requests need a connection: offline they fail at once with `NotConnected`, and those in
  * flight when it drops fail likewise (the caller knows best whether a repeated reported patch is still wanted).
  * Cloud-to-device messages are acknowledged (PUBACK = complete, §2.8) when `onMessage` returns; one whose handler
@@ -32,7 +32,7 @@ import type { SlimCallback, SlimClient, SlimClientOptions, SlimError, SlimMessag
 /**
  * What waits for the hub: a telemetry message until its PUBACK (`topic`, `payload`, packet `id`), or a twin
  * request until its response (`rid`; a GET is answered with the twin, a reported PATCH with its version). One list
- * for both keeps the client small; `maxPendingTelemetry` bounds them together.
+ * for both keeps the client small: telemetry may fill it to `maxPendingTelemetry`, twin requests to twice that.
  */
 interface Pending {
   topic?: string;
@@ -242,7 +242,9 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
   }
 
   function twinRequest(get: boolean, topic: string, body: string, callback: SlimCallback<unknown> | undefined): void {
-    if (ended || phase !== 4 || pending.length >= maxPending) {
+    // Twin requests may fill the list up to twice the telemetry bound: the catch-up GET in onConnect must not
+    // fail behind a buffer of telemetry sent offline.
+    if (ended || phase !== 4 || pending.length >= 2 * maxPending) {
       if (callback) callback(slimError(ended || (phase !== 4 ? 'NotConnected' : 'BufferFull')));
       return;
     }

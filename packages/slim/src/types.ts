@@ -87,8 +87,9 @@ export interface SlimClientOptions {
    * `reconnectMinMs * 2^n`, at most `reconnectMaxMs`; n starts again at 0 once a session is up. */
   reconnectMinMs?: number;
   reconnectMaxMs?: number;
-  /** QoS 1 telemetry kept for retry while unacknowledged or offline, and twin requests in flight, together;
-   * default 8. Beyond it: `BufferFull`. */
+  /** QoS 1 telemetry kept for retry while unacknowledged or offline, twin requests in flight counted; default 8.
+   * Beyond it: `BufferFull`. Twin requests may fill the list to twice that, so that a GET in `onConnect` does not
+   * fail behind telemetry sent offline. */
   maxPendingTelemetry?: number;
   /** How long a request (twin get / patch, PUBACK) or a PINGRESP may take, milliseconds; default 30000. A request
    * that times out fails with `Timeout` and makes the client ping: a connection that stays silent is dropped. */
