@@ -15,6 +15,8 @@
 //    `let`/`const` declared in a loop body) sees the last value.
 //  - block scope: for the same reason a `let`/`const` (or class, or function) declared in a block overwrites a
 //    variable of the same name outside the block (Features.md: "let is parsed, but treated like var").
+//  - `var` before its statement: Espruino creates a `var` when the statement runs, so a use before it (in the same
+//    run of the function) reaches an outer variable, or assigns a new global.
 // Semicolon insertion differs too (trap 4: `return\n42` returns 42 there), which the tokens show.
 import { readFileSync } from 'node:fs';
 import { parse } from 'acorn';
@@ -57,6 +59,8 @@ export const RULES = {
   'host-global': 'runtime global used outside a host adapter (timers, console): go through the injected host',
   'module-import': 'import in a bundle (the glue passes the runtime modules to the host factory)',
   hoisting: 'function used at load time before its declaration (trap 1: Espruino does not hoist functions)',
+  'var-hoisting':
+    '`var` used before its declaration in the same run of a function (Espruino creates it when the statement runs: before, the name is an outer or global variable)',
   'loop-closure':
     '`let`/`const` of a loop (head or body) captured by a closure (trap 3: no per-iteration binding, every closure sees the last value)',
   'block-scope':
@@ -169,9 +173,9 @@ function blockDeclarations(statement) {
 const isFunction = (node) =>
   node.type === 'FunctionExpression' || node.type === 'ArrowFunctionExpression' || node.type === 'FunctionDeclaration';
 
-/** `var` names of a function body (not crossing into nested functions). */
-function varNames(body) {
-  const names = [];
+/** `var` names of a function body (not crossing into nested functions), each with where it is first declared. */
+function varDeclarations(body) {
+  const found = new Map();
   const skip = () => {};
   recursive(
     body,
@@ -182,13 +186,17 @@ function varNames(body) {
         if (node.superClass) c(node.superClass, st, 'Expression');
       },
       VariableDeclaration(node, st, c) {
-        if (node.kind === 'var') for (const declarator of node.declarations) patternNames(declarator.id, names);
+        if (node.kind === 'var') {
+          for (const declarator of node.declarations) {
+            for (const name of patternNames(declarator.id, [])) if (!found.has(name)) found.set(name, declarator.start);
+          }
+        }
         base.VariableDeclaration(node, st, c);
       },
     },
     base,
   );
-  return names;
+  return found;
 }
 
 /** The declaration a statement holds, unwrapping `export`. */
@@ -293,6 +301,14 @@ export function checkSource(source, options = {}) {
    */
   const child = (st, patch) => ({ ...st, iife: null, typeofArg: null, call: null, ownerFn: null, ...patch });
 
+  /** Espruino creates a `var` when its statement runs: used (read or assigned) before that in the same activation,
+   * the name is an outer variable, or a new global. */
+  const checkVarUse = (node, binding, st) => {
+    if (binding.kind === 'var' && st.deferDepth === binding.scope.deferDepth && binding.start > node.start) {
+      report(node, 'var-hoisting', node.name);
+    }
+  };
+
   const reference = (node, st) => {
     const name = node.name;
     if (reservedIdentifiers.has(name)) report(node, 'reserved-identifier', name);
@@ -305,6 +321,7 @@ export function checkSource(source, options = {}) {
       return;
     }
     const eager = st.deferDepth === binding.scope.deferDepth;
+    if (st.typeofArg !== node) checkVarUse(node, binding, st);
     if (binding.scope.loop && lexicalKinds.has(binding.kind) && st.deferDepth > binding.scope.deferDepth) {
       report(node, 'loop-closure', name);
     }
@@ -345,7 +362,10 @@ export function checkSource(source, options = {}) {
     const inner = child(st, { scope, deferDepth, fn, inLoop: false });
     for (const param of node.params) walkPattern(param, inner, true);
     if (node.body.type === 'BlockStatement') {
-      for (const name of varNames(node.body)) declare(scope, name, 'var', -1);
+      for (const [name, start] of varDeclarations(node.body)) {
+        // `var a` over a parameter `a` is the parameter (on Espruino too).
+        if (scope.bindings.get(name)?.kind !== 'param') declare(scope, name, 'var', start);
+      }
       declareStatements(scope, node.body.body);
       for (const statement of node.body.body) visit(statement, inner);
     } else {
@@ -357,11 +377,15 @@ export function checkSource(source, options = {}) {
   const walkPattern = (node, st, isParam) => {
     if (!node) return;
     switch (node.type) {
-      case 'Identifier':
+      case 'Identifier': {
         if (reservedIdentifiers.has(node.name) || reservedBindings.has(node.name)) {
           report(node, 'reserved-identifier', node.name);
         }
+        // An assignment target (a declaration is at its own position, which is never before itself).
+        const binding = lookup(st.scope, node.name);
+        if (binding) checkVarUse(node, binding, st);
         return;
+      }
       case 'MemberExpression':
         visit(node, st);
         return;
@@ -683,7 +707,7 @@ export function checkSource(source, options = {}) {
   }
 
   const program = newScope(null, 0);
-  for (const name of varNames(ast)) declare(program, name, 'var', -1);
+  for (const [name, start] of varDeclarations(ast)) declare(program, name, 'var', start);
   declareStatements(program, ast.body);
   const root = {
     scope: program,

@@ -78,6 +78,9 @@ const samples: Array<[rule: string, source: string]> = [
   ['block-scope', 'var x = 1; switch (x) { case 1: const x = 2; }'],
   ['block-scope', 'function f(a) { { class a {} } return a; }'],
   ['return-newline', 'function f() { return\n42; }'],
+  ['var-hoisting', 'function f() { g(v); var v = 1; } function g() {}'],
+  ['var-hoisting', 'function f() { x = 1; var x; return x; }'],
+  ['var-hoisting', 'var r = (function () { return w; })(); var w = 1;'],
 ];
 
 describe('the Espruino syntax gate', () => {
@@ -116,6 +119,7 @@ describe('the Espruino syntax gate', () => {
         if (c) return
       }
       var st = holder.static, un = undefined;
+      function vars(a) { var kind = typeof later2; var later2 = 1; a = 2; var a; function inner() { return late3; } var late3 = 3; return inner() + kind; }
       var deferred = function () { return notYet(); };
       function notYet() { return 1; }
       deferred();
