@@ -80,6 +80,30 @@ describe('answers the MCU waits for', () => {
   });
 });
 
+describe('an MCU that reboots', () => {
+  it('gets no answer meant for its previous boot (a TELEMETRY_ACK or TWIN_RESULT for an id or rid it may reuse)', async () => {
+    // Window 8: everything the gateway sends fits without ACKs from this MCU.
+    const { sent, fromMcu, mcuSession } = session(0, {}, 8);
+    fromMcu({ kind: 'identity', deviceId: 'unlisted', moduleId: '', auth: 0 });
+    fromMcu({ kind: 'telemetry', id: 1, properties: [], body: Uint8Array.of(1) });
+    fromMcu({ kind: 'twinGet', rid: 1 });
+    // The reboot: a new bootId, sequences from 1 again; its IDENTITY replaces the device client of the old boot.
+    fromMcu({ kind: 'hello', protocol: 1, capabilities: 0, maxFrame: 512, window: 8, bootId: 2 }, false);
+    const rebooted = sent.length;
+    fromMcu({ kind: 'identity', deviceId: 'unlisted', moduleId: '', auth: 0 }, true, 1);
+    // Both slots settle (the new one refused: no key for it) before these checks.
+    for (let waited = 0; waited < 5000; waited += 20) {
+      if (sent.slice(rebooted).some((message) => message.kind === 'status' && message.state === 3)) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const afterReboot = sent.slice(rebooted);
+    expect(afterReboot.some((message) => message.kind === 'status' && message.state === 3)).toBe(true);
+    expect(afterReboot.filter((message) => message.kind === 'telemetryAck' || message.kind === 'twin')).toEqual([]);
+    await mcuSession.close();
+  });
+});
+
 describe('property mapping (PROTOCOL.md §5.1)', () => {
   it('maps $. names to system properties and keeps the rest (unknown $. names included) as application properties', () => {
     const message = toTelemetryMessage(

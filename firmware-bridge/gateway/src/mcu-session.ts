@@ -542,7 +542,7 @@ export class McuSession {
     const confirmed = this.#confirmed.get(identityKey(slot.identity)) ?? [];
     if (confirmed.includes(key)) {
       // §5.3: a re-sent message the hub has already: confirmed again, not sent again.
-      this.#ackTelemetry(message.id, 200, true);
+      this.#ackTelemetry(slot, message.id, 200, true);
       return;
     }
     let pending = this.#telemetryInFlight.get(key);
@@ -557,7 +557,7 @@ export class McuSession {
         this.#confirmed.set(identityKey(slot.identity), list);
       });
     }
-    void pending.then((status) => this.#ackTelemetry(message.id, status, false));
+    void pending.then((status) => this.#ackTelemetry(slot, message.id, status, false));
   }
 
   async #sendTelemetry(slot: ClientSlot, message: MessageOf<'telemetry'>): Promise<number> {
@@ -578,9 +578,9 @@ export class McuSession {
     }
   }
 
-  #ackTelemetry(id: number, status: number, duplicate: boolean): void {
+  #ackTelemetry(slot: ClientSlot, id: number, status: number, duplicate: boolean): void {
     // With the link down the ACK is lost: the MCU re-sends after link-up and the dedup answers (§5.3).
-    this.#answer({ kind: 'telemetryAck', id, status }, () =>
+    this.#answer(slot, { kind: 'telemetryAck', id, status }, () =>
       this.#options.events?.telemetryAcknowledged?.({ id, status, duplicate }),
     );
   }
@@ -588,14 +588,16 @@ export class McuSession {
   /**
    * Sends an answer the MCU waits for (TELEMETRY_ACK, TWIN, TWIN_RESULT). Behind a full window and queue it waits for
    * room (retrying every 100 ms while the link stays up) rather than being dropped: the MCU would wait for it until
-   * its next link-up.
+   * its next link-up. An answer for a slot that is no longer current is dropped: it was asked by a previous boot or
+   * identity of the MCU, whose ids and rids the new one may reuse for other requests.
    */
-  #answer(message: BridgeMessage, sent?: () => void): void {
+  #answer(slot: ClientSlot, message: BridgeMessage, sent?: () => void): void {
+    if (this.#slot !== slot) return;
     const result = this.#link.send(message);
     if (result === 'sent' || result === 'queued') sent?.();
     else if (result === 'busy' && !this.#closed) {
       this.#timers.setTimeout(() => {
-        if (this.#link.isUp) this.#answer(message, sent);
+        if (this.#link.isUp) this.#answer(slot, message, sent);
       }, 100);
     } else if (result === 'tooLarge') {
       this.#log.warn?.('an answer exceeds the MCU maxFrame', { port: this.#options.name, kind: message.kind });
@@ -714,10 +716,10 @@ export class McuSession {
         (twin) => {
           const json = JSON.stringify({ desired: twin.desired, reported: twin.reported });
           const size = new TextEncoder().encode(json).length + 4;
-          if (!this.#link.fits(size)) this.#answer({ kind: 'twin', rid, status: 413, json: '' });
-          else this.#answer({ kind: 'twin', rid, status: 200, json });
+          if (!this.#link.fits(size)) this.#answer(slot, { kind: 'twin', rid, status: 413, json: '' });
+          else this.#answer(slot, { kind: 'twin', rid, status: 200, json });
         },
-        (error: unknown) => this.#answer({ kind: 'twin', rid, status: statusOf(error), json: '' }),
+        (error: unknown) => this.#answer(slot, { kind: 'twin', rid, status: statusOf(error), json: '' }),
       );
   }
 
@@ -729,14 +731,14 @@ export class McuSession {
       patch = undefined;
     }
     if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) {
-      this.#answer({ kind: 'twinResult', rid, status: 400, version: 0 });
+      this.#answer(slot, { kind: 'twinResult', rid, status: 400, version: 0 });
       return;
     }
     void slot.ready
       .then((client) => client.updateReportedProperties(patch as Record<string, unknown>))
       .then(
-        (version) => this.#answer({ kind: 'twinResult', rid, status: 204, version }),
-        (error: unknown) => this.#answer({ kind: 'twinResult', rid, status: statusOf(error), version: 0 }),
+        (version) => this.#answer(slot, { kind: 'twinResult', rid, status: 204, version }),
+        (error: unknown) => this.#answer(slot, { kind: 'twinResult', rid, status: statusOf(error), version: 0 }),
       );
   }
 
