@@ -516,6 +516,23 @@ describe('createClient', () => {
     expect(client.connected).toBe(true);
   });
 
+  it('drops a method answer given after its connection was lost: the new session may reuse the $rid', () => {
+    const responders: Array<(status: number, payload?: unknown) => void> = [];
+    const { host, client } = setup({ onMethod: (_request, respond) => responders.push(respond) });
+    client.open();
+    host.current.handshake();
+    host.current.deliver('$iothub/methods/POST/slow/?$rid=1');
+    host.current.lose();
+    host.advanceUntil(() => host.connections.length === 2);
+    host.current.handshake();
+    // The hub numbers rids per session: this `1` is another call.
+    host.current.deliver('$iothub/methods/POST/fast/?$rid=1');
+    responders[0]?.(200, 'for slow');
+    expect(host.current.publishes()).toEqual([]);
+    responders[1]?.(200, 'for fast');
+    expect(host.current.publishes().map((publish) => text(publish.payload))).toEqual(['"for fast"']);
+  });
+
   it('answers 500 when a method handler responds with a payload JSON cannot carry, and answers once', () => {
     const { host, client, events } = setup({
       onMethod: (_request, respond) => {

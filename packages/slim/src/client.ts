@@ -282,8 +282,11 @@ export function createClient(host: Host, options: SlimClientOptions): SlimClient
       const onMethod = options.onMethod;
       const request = { name: topic.slice(21, topic.indexOf('/', 21)), payload: parseJson(payload) };
       let answered = false;
+      // An answer belongs to this connection: the next session may reuse the rid for another call (the hub counts
+      // them per session), and the service caller of this one has its timeout.
+      const mine = generation;
       const respond = (status: number, result?: unknown): void => {
-        if (!answered) {
+        if (!answered && mine === generation) {
           // Answered only once the body is made: a result JSON cannot carry (a cycle) throws here, and the 500
           // below still goes out.
           const body = utf8Encode(JSON.stringify(result === undefined ? null : result));

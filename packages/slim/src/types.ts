@@ -108,8 +108,9 @@ export interface SlimClientOptions {
    * (sessions are clean): get the twin in `onConnect` to catch up, and ignore patches whose version is not above
    * the twin's `desired.$version` (protocol-device.md §2.6; the examples do this). */
   onDesired?: (patch: { [key: string]: unknown }, version: number) => void;
-  /** A direct-method call: `respond` once, now or later. A handler that throws before responding (also by
-   * responding with a payload JSON cannot carry) has 500 answered for it. */
+  /** A direct-method call: `respond` once, now or later (an answer after the connection dropped is not sent). A
+   * handler that throws before responding (also by responding with a payload JSON cannot carry) has 500 answered
+   * for it. */
   onMethod?: (request: SlimMethodRequest, respond: (status: number, payload?: unknown) => void) => void;
 }
 
