@@ -289,6 +289,76 @@ static void random_payloads_never_make_a_parser_read_past_the_end(void) {
   CHECK_MSG(accepted > rounds / 12u, "only %u of the random payloads parsed: the fuzzer is too weak", accepted);
 }
 
+/* ---- the two COBS decoders ---- */
+
+static void the_one_shot_and_incremental_cobs_decoders_agree_on_random_input(void) {
+  fb_rng rng;
+  unsigned round;
+  unsigned decoded = 0;
+  unsigned rounds = 40000u * fuzz_scale();
+  rng.s = fuzz_seed(0xC0B5u);
+  for (round = 0; round < rounds; round++) {
+    /* Now and then long enough for 0xFF blocks (254 non-zero bytes) and their boundaries. */
+    size_t n = 1u + fb_rand(&rng) % (round % 8u < 2u ? 600u : 40u);
+    size_t cap = fb_rand(&rng) % 2u ? n : fb_rand(&rng) % (n + 8u); /* often too small: TOO_LARGE / overflow */
+    uint8_t *src = (uint8_t *)malloc(n);
+    uint8_t *dst = (uint8_t *)malloc(cap ? cap : 1u); /* exactly cap bytes: ASan flags a write past them */
+    uint8_t *inc = (uint8_t *)malloc(cap ? cap : 1u);
+    fb_cobs_decoder d;
+    size_t one_len = 0;
+    size_t inc_len = 0;
+    size_t i;
+    int one;
+    int inc_result = FB_COBS_NONE;
+    CHECK(src && dst && inc);
+    if (round % 2u) {
+      /* Random bytes: code bytes that often point inside the block, a rare zero. */
+      for (i = 0; i < n; i++) {
+        unsigned x = fb_rand(&rng);
+        src[i] = (uint8_t)(x % 41u == 0 ? 0 : x % 3u == 0 ? 1u + (x >> 8) % 8u : x >> 8);
+      }
+    } else {
+      /* A valid encoding of random data (zeros included), one byte of it changed now and then. */
+      uint8_t raw[600];
+      size_t k = n - 1u - (n - 1u) / 255u;
+      size_t len;
+      unsigned zeros = round % 4u == 0 ? 400u : 4u; /* one zero in 400 bytes, or one in 4 */
+      for (i = 0; i < k; i++) {
+        unsigned x = fb_rand(&rng);
+        raw[i] = (uint8_t)(x % zeros == 0 ? 0 : 1u + (x >> 8) % 255u);
+      }
+      len = fb_cobs_encode(raw, k, src, n);
+      n = len ? len : n;
+      if (len && fb_rand(&rng) % 3u == 0) {
+        src[fb_rand(&rng) % n] = (uint8_t)fb_rand(&rng);
+      }
+    }
+    one = fb_cobs_decode(src, n, dst, cap, &one_len);
+    fb_cobs_decoder_init(&d, inc, cap);
+    for (i = 0; i < n && inc_result == FB_COBS_NONE; i++) {
+      inc_result = fb_cobs_decoder_put(&d, src[i], &inc_len);
+    }
+    if (inc_result == FB_COBS_NONE) {
+      inc_result = fb_cobs_decoder_put(&d, 0, &inc_len); /* the delimiter */
+    }
+    if (one == FB_OK) {
+      /* A block with no zero byte in it: the incremental decoder must give the same bytes at its delimiter (or,
+       * for an empty decoding, ignore it as an empty frame would be). */
+      CHECK_MSG((inc_result == FB_COBS_FRAME && inc_len == one_len && (one_len == 0 || !memcmp(inc, dst, one_len))),
+                "round %u: one-shot decoded %u bytes, incremental gave %d", round, (unsigned)one_len, inc_result);
+      decoded++;
+    } else if (memchr(src, 0, n) == NULL) {
+      /* Invalid COBS or too long for cap without a zero inside: the incremental decoder refuses it too. */
+      CHECK_MSG(inc_result == FB_COBS_ERROR, "round %u: one-shot refused (%d), incremental gave %d", round, one,
+                inc_result);
+    }
+    free(src);
+    free(dst);
+    free(inc);
+  }
+  CHECK_MSG(decoded > rounds / 8u, "only %u of the random blocks decoded", decoded);
+}
+
 /* ---- a device fed hostile bytes ---- */
 
 #define FZ_RX 64u /* the smallest maxFrame: oversize frames are common */
@@ -506,6 +576,8 @@ static void random_bytes_and_frames_never_break_the_device(void) {
 const fb_test fuzz_tests[] = {
     {"fuzz: random payloads never make a parser read past the end, and what parses rebuilds byte for byte",
      random_payloads_never_make_a_parser_read_past_the_end},
+    {"fuzz: the one-shot and incremental COBS decoders agree on random input, within their buffers",
+     the_one_shot_and_incremental_cobs_decoders_agree_on_random_input},
     {"fuzz: random bytes and random good-CRC frames never break the device or its output",
      random_bytes_and_frames_never_break_the_device},
     {0, 0},
