@@ -65,20 +65,20 @@ async function rig(deviceId: string, auth: { gatewayKey: string } | { mcuKey: st
     '--boot-id',
     '4660',
   ]);
-  // STATUS online (state 2): the gateway's device client for this MCU is connected.
-  await sim.waitFor((event) => event.event === 'status' && event.state === 2, `${deviceId} online`);
-  return {
-    pair,
-    gateway,
-    sim,
-    config,
-    signRequests,
-    async close() {
-      await sim.stop();
-      await gateway.close();
-      await pair.stop();
-    },
+  const close = async (): Promise<void> => {
+    await sim.stop();
+    await gateway.close();
+    await pair.stop();
   };
+  try {
+    // STATUS online (state 2): the gateway's device client for this MCU is connected.
+    await sim.waitFor((event) => event.event === 'status' && event.state === 2, `${deviceId} online`);
+  } catch (error) {
+    // No rig to close in afterAll: socat and fb_sim would outlive the test run.
+    await close();
+    throw error;
+  }
+  return { pair, gateway, sim, config, signRequests, close };
 }
 
 const queuedId = (event: SimEvent): number => event.id as number;
@@ -90,10 +90,14 @@ describe('simulated MCU (C) <-> PTY <-> gateway <-> real hub', () => {
   beforeAll(async () => {
     const keyedDevice = await hub.createSasDevice('e2e-keyed');
     const signingDevice = await hub.createSasDevice('e2e-signing');
-    [keyed, signing] = await Promise.all([
+    const [keyedRig, signingRig] = await Promise.allSettled([
       rig('e2e-keyed', { gatewayKey: keyedDevice.primaryKey }),
       rig('e2e-signing', { mcuKey: signingDevice.primaryKey }),
     ]);
+    // Both are assigned before a failure is thrown, so that afterAll closes the one that started.
+    if (keyedRig.status === 'fulfilled') keyed = keyedRig.value;
+    if (signingRig.status === 'fulfilled') signing = signingRig.value;
+    for (const result of [keyedRig, signingRig]) if (result.status === 'rejected') throw result.reason;
   });
 
   afterAll(async () => {
