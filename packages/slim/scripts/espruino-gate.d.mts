@@ -9,6 +9,7 @@ export interface Violation {
 }
 export const RULES: Record<string, string>;
 export const ESPRUINO_RULES: Set<string>;
+export const ESPRUINO_MISSING: { globals: string[]; builtins: Record<string, string[]>; methods: string[] };
 export function describe(violation: Violation): string;
 export function checkSource(
   source: string,

@@ -106,6 +106,17 @@ const hostGlobals = new Set(['setTimeout', 'clearTimeout', 'setInterval', 'clear
 const reservedIdentifiers = new Set(['of', 'static']);
 const reservedBindings = new Set(['undefined']);
 
+/**
+ * What Espruino lacks, as plain lists, for the engine tests (test/engines/espruino-traits.js deletes them from
+ * QuickJS before the Espruino script runs): globals (but `globalThis`, which the test's scripts need), static
+ * built-ins by owner, and methods every object lacks.
+ */
+export const ESPRUINO_MISSING = {
+  globals: [...missingGlobals].filter((name) => name !== 'globalThis'),
+  builtins: Object.fromEntries(Object.entries(missingBuiltins).map(([owner, names]) => [owner, [...names]])),
+  methods: [...missingMethods],
+};
+
 /** Every rule: what the gate applies to the Espruino script. */
 export const ESPRUINO_RULES = new Set(
   Object.keys(RULES).filter((rule) => rule !== 'host-global' && rule !== 'module-import'),

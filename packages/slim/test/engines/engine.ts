@@ -3,6 +3,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
+import { ESPRUINO_MISSING } from '../../scripts/espruino-gate.mjs';
 import type { NodeBridge } from './node-bridge';
 
 /** A slim bundle as the build writes it. */
@@ -41,7 +42,8 @@ const here = (name: string) => fileURLToPath(new URL(name, import.meta.url));
 export const engineScripts = {
   bridge: readFileSync(here('./bridge.js'), 'utf8'),
   shapes: readFileSync(here('./shapes.js'), 'utf8'),
-  espruinoTraits: readFileSync(here('./espruino-traits.js'), 'utf8'),
+  // A function expression, called with the gate's list of what Espruino lacks.
+  espruinoTraits: `${readFileSync(here('./espruino-traits.js'), 'utf8').trim().replace(/;$/, '')}(${JSON.stringify(ESPRUINO_MISSING)});`,
   scenario: readFileSync(here('./scenario.js'), 'utf8'),
 } as const;
 
