@@ -89,6 +89,16 @@ describe('the gateway link (PROTOCOL.md §4)', () => {
     expect(delivered).toEqual([]);
   });
 
+  it('answers PING with RESET while the link is down (the MCU believes in a link this side lost) and with PONG once up', () => {
+    const { link, sent, fromMcu, hello } = setup();
+    link.opened();
+    fromMcu({ kind: 'ping' });
+    expect(sent.map((frame) => frame.type)).toEqual([FrameType.reset, FrameType.reset]);
+    hello();
+    fromMcu({ kind: 'ping' });
+    expect(sent.at(-1)?.type).toBe(FrameType.pong);
+  });
+
   it('delivers in order once, acknowledges duplicates with the last delivered seq, and drops frames after a gap', () => {
     const { link, sent, fromMcu, delivered, hello } = setup();
     link.opened();

@@ -294,7 +294,10 @@ export class Link {
         this.#onAck(_seq);
         break;
       case 'ping':
-        this.#sendLink('pong');
+        // §4.4: with the link down here, the MCU believes in a link this side no longer has (its RESET was lost, the
+        // gateway restarted): a PONG would keep it believing so, deaf to C2D and methods while it sends nothing
+        // reliable. RESET makes it handshake again.
+        this.#sendLink(this.#up ? 'pong' : 'reset');
         break;
       default:
         // PONG only proves liveness (already counted); a HELLO_ACK from an MCU is meaningless to the gateway.
