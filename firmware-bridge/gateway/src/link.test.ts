@@ -175,13 +175,38 @@ describe('the gateway link (PROTOCOL.md §4)', () => {
   });
 
   it('restarts sequences at every HELLO and refuses frames larger than the MCU maxFrame', () => {
-    const { link, sent, hello } = setup();
+    const { link, sent, hello, timers, fromMcu } = setup();
     link.opened();
     hello();
     link.send(time);
+    fromMcu({ kind: 'ack' }, 1);
+    timers.advance(1000);
     hello();
     link.send(time);
     expect(sent.filter((frame) => frame.type === FrameType.time).map((frame) => frame.seq)).toEqual([1, 1]);
     expect(link.send({ kind: 'twinDesired', version: 1, json: 'x'.repeat(300) })).toBe('tooLarge');
+  });
+
+  it('answers only the first of identical HELLOs queued while the port was unread, and a later repeat again', () => {
+    const { link, sent, events, hello, fromMcu, delivered, timers } = setup();
+    link.opened();
+    hello();
+    hello();
+    hello();
+    expect(sent.filter((frame) => frame.type === FrameType.helloAck)).toHaveLength(1);
+    expect(events).toEqual(['up']);
+    // The session the first HELLO opened goes on: the MCU's frame 1 is delivered and the gateway's frame 1 stays
+    // in flight until the MCU acknowledges it.
+    link.send(time);
+    fromMcu(twinGet(1), 1);
+    expect(delivered).toEqual([twinGet(1)]);
+    fromMcu({ kind: 'ack' }, 1);
+    // A HELLO repeated after the MCU's interval (its HELLO_ACK was lost) or from a rebooted MCU is answered.
+    timers.advance(1000);
+    hello();
+    expect(sent.filter((frame) => frame.type === FrameType.helloAck)).toHaveLength(2);
+    fromMcu({ kind: 'hello', protocol: 1, capabilities: 0x0f, maxFrame: 256, window: 2, bootId: 100 });
+    expect(sent.filter((frame) => frame.type === FrameType.helloAck)).toHaveLength(3);
+    expect(events).toEqual(['up', 'down:reset', 'up', 'down:reset', 'up']);
   });
 });

@@ -56,6 +56,12 @@ export interface LinkSettings {
   readonly queueLimit: number;
   /** The capability bits this gateway supports (echoed in `HELLO_ACK` where the MCU set them). Default all four. */
   readonly capabilities: number;
+  /**
+   * A `HELLO` identical to the one that opened the current link, arriving less than this long after it, is a copy
+   * the MCU queued while nobody read the port, and is ignored (PROTOCOL.md §4.1). Default 500 (half the MCU's
+   * default `helloIntervalMs`, so a `HELLO` repeated because its `HELLO_ACK` was lost is still answered).
+   */
+  readonly repeatedHelloMs: number;
 }
 
 /** The defaults of {@link LinkSettings}. */
@@ -68,6 +74,7 @@ export const defaultLinkSettings: LinkSettings = {
   heartbeatMs: 2000,
   queueLimit: 32,
   capabilities: 0x0f,
+  repeatedHelloMs: 500,
 };
 
 /** What the link reports to the session above it. Handlers must not throw. */
@@ -113,6 +120,8 @@ export class Link {
   readonly #bootId: number;
   #up = false;
   #peer: HelloFields | undefined;
+  /** The `HELLO` that opened the current link, as its fields in one string, and when it arrived. */
+  #linkHello: { readonly key: string; readonly at: number } | undefined;
   #txSeq = 1;
   #expected = 1;
   #inFlight: InFlight[] = [];
@@ -307,6 +316,15 @@ export class Link {
 
   #onHello(hello: HelloFields): void {
     if (hello.protocol !== protocolVersion) return;
+    // Copies of one HELLO queued while nobody read the port arrive together when the gateway opens it. Answering
+    // each would start a session per copy, and the MCU's ACKs for the first session's frames would acknowledge
+    // the later session's frames of the same numbers (PROTOCOL.md §4.1): only the first is answered.
+    const key = `${hello.capabilities},${hello.maxFrame},${hello.window},${hello.bootId}`;
+    const now = this.#timers.now();
+    if (this.#up && this.#linkHello?.key === key && now - this.#linkHello.at < this.#settings.repeatedHelloMs) {
+      return;
+    }
+    this.#linkHello = { key, at: now };
     const window = Math.min(Math.max(hello.window, 1), 8);
     const maxFrame = Math.max(hello.maxFrame, 64);
     this.#sendLink('helloAck', {
