@@ -283,21 +283,29 @@ function createHubClient(options: HubClientOptions): HubClient {
       const signal = requestOptions.signal
         ? AbortSignal.any([requestOptions.signal, AbortSignal.timeout(REQUEST_TIMEOUT_MS)])
         : AbortSignal.timeout(REQUEST_TIMEOUT_MS);
-      const { status, text, contentType } = await send({ hostName, port, ca, method, path, headers, body, signal });
-      const json = parseJson(text, contentType);
+      const response = await httpsSend({ hostName, port, ca, method, path, headers, body, signal, peer: 'hub' });
+      const { status, text } = response;
+      const json = parseJson(text, String(response.headers['content-type'] ?? ''));
       if (status < 200 || status > 299) throw errorFrom(status, json, text);
       return json as T;
     },
   };
 }
 
-interface RawResponse {
+/** What {@link httpsSend} answers: the status, the body as text, and the headers. */
+export interface HttpsResponse {
   status: number;
   text: string;
-  contentType: string;
+  headers: Record<string, string | string[] | undefined>;
 }
 
-function send(options: {
+/**
+ * One HTTPS request to the hub or its provisioning service (`peer` names it in errors), with the body given as
+ * bytes and the headers as they are; collects the whole answer as text.
+ *
+ * @throws Error naming `peer` and `host:port` when the request cannot be made or `signal` ends it first.
+ */
+export function httpsSend(options: {
   hostName: string;
   port: number;
   ca: string | undefined;
@@ -306,8 +314,9 @@ function send(options: {
   headers: Record<string, string>;
   body: Buffer | undefined;
   signal: AbortSignal;
-}): Promise<RawResponse> {
-  return new Promise<RawResponse>((resolvePromise, reject) => {
+  peer: string;
+}): Promise<HttpsResponse> {
+  return new Promise<HttpsResponse>((resolvePromise, reject) => {
     const request = httpsRequest(
       {
         host: options.hostName,
@@ -326,7 +335,7 @@ function send(options: {
           resolvePromise({
             status: response.statusCode ?? 0,
             text: Buffer.concat(chunks).toString('utf8'),
-            contentType: String(response.headers['content-type'] ?? ''),
+            headers: response.headers,
           }),
         );
         response.on('error', reject);
@@ -335,9 +344,9 @@ function send(options: {
     request.on('error', (error: NodeJS.ErrnoException) => {
       const where = `${options.hostName}:${options.port}`;
       if (error.name === 'AbortError' || error.name === 'TimeoutError') {
-        reject(new Error(`the hub at ${where} did not answer in time`));
+        reject(new Error(`the ${options.peer} at ${where} did not answer in time`));
       } else {
-        reject(new Error(`cannot reach the hub at ${where}: ${error.code ?? error.message}`));
+        reject(new Error(`cannot reach the ${options.peer} at ${where}: ${error.code ?? error.message}`));
       }
     });
     request.end(options.body);

@@ -7,7 +7,6 @@
  * (protocol-device.md §5.5).
  */
 import { readFile } from 'node:fs/promises';
-import { request as httpsRequest } from 'node:https';
 import { join, resolve } from 'node:path';
 import {
   ArgumentError,
@@ -17,7 +16,7 @@ import {
   validateRegistrationId,
 } from '@fieldhub/protocol';
 import { type Command, Option } from 'commander';
-import { connectToHub, defaultDataDir, readFlagFile, readHubJson, splitHostPort } from '../hub-connection';
+import { connectToHub, defaultDataDir, httpsSend, readFlagFile, readHubJson, splitHostPort } from '../hub-connection';
 import { fields, note, parseJsonFlag, table, write, writeJson } from '../output';
 
 /** The API version the CLI asks for (Azure DPS service API; the hub accepts any). */
@@ -605,14 +604,23 @@ async function connectToProvisioningService(options: DpsConnectionOptions): Prom
             ttlSeconds: 3600,
           });
     const separator = path.includes('?') ? '&' : '?';
-    const response = await send({
+    const headers: Record<string, string> = { accept: 'application/json', authorization, ...requestOptions.headers };
+    let body: Buffer | undefined;
+    if (requestOptions.body !== undefined) {
+      body = Buffer.from(JSON.stringify(requestOptions.body));
+      headers['content-type'] = 'application/json; charset=utf-8';
+    }
+    headers['content-length'] = String(body?.length ?? 0);
+    const response = await httpsSend({
       hostName,
       port: dialPort,
       ca,
       method,
       path: `${path}${separator}api-version=${provisioningServiceApiVersion}`,
-      headers: { accept: 'application/json', authorization, ...requestOptions.headers },
-      body: requestOptions.body,
+      headers,
+      body,
+      signal: AbortSignal.timeout(requestTimeoutMs),
+      peer: 'provisioning service',
     });
     if (response.status < 200 || response.status > 299) throw errorFrom(response.status, response.text);
     return { value: parseJson(response.text) as T, headers: response.headers };
@@ -955,63 +963,4 @@ function parseJson(text: string): unknown {
   } catch {
     return undefined;
   }
-}
-
-interface RawResponse {
-  status: number;
-  text: string;
-  headers: Record<string, string | string[] | undefined>;
-}
-
-function send(options: {
-  hostName: string;
-  port: number;
-  ca: string | undefined;
-  method: string;
-  path: string;
-  headers: Record<string, string>;
-  body: unknown;
-}): Promise<RawResponse> {
-  const headers = { ...options.headers };
-  let body: Buffer | undefined;
-  if (options.body !== undefined) {
-    body = Buffer.from(JSON.stringify(options.body));
-    headers['content-type'] = 'application/json; charset=utf-8';
-  }
-  headers['content-length'] = String(body?.length ?? 0);
-  return new Promise<RawResponse>((resolvePromise, reject) => {
-    const request = httpsRequest(
-      {
-        host: options.hostName,
-        servername: options.hostName,
-        port: options.port,
-        method: options.method,
-        path: options.path,
-        headers,
-        signal: AbortSignal.timeout(requestTimeoutMs),
-        ...(options.ca === undefined ? {} : { ca: options.ca }),
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        response.on('data', (chunk: Buffer) => chunks.push(chunk));
-        response.on('end', () =>
-          resolvePromise({
-            status: response.statusCode ?? 0,
-            text: Buffer.concat(chunks).toString('utf8'),
-            headers: response.headers,
-          }),
-        );
-        response.on('error', reject);
-      },
-    );
-    request.on('error', (error: NodeJS.ErrnoException) => {
-      const where = `${options.hostName}:${options.port}`;
-      if (error.name === 'AbortError' || error.name === 'TimeoutError') {
-        reject(new Error(`the provisioning service at ${where} did not answer in time`));
-      } else {
-        reject(new Error(`cannot reach the provisioning service at ${where}: ${error.code ?? error.message}`));
-      }
-    });
-    request.end(body);
-  });
 }
