@@ -2,6 +2,7 @@
  * The seam between the registration flow (`register.ts`: polling, retries, timeout) and a transport (MQTT, HTTPS):
  * one connection that sends the two DPS requests and hands back raw replies. Transports hold no policy.
  */
+import { rootCertificates } from 'node:tls';
 import type { DpsReply } from './registration-result';
 
 /** One transport connection to DPS for one registration. */
@@ -32,4 +33,38 @@ export interface DpsChannelOptions {
   readonly forceRegistration: boolean;
   /** Aborts opening the channel. */
   readonly signal: AbortSignal;
+}
+
+/** What {@link channelTlsOptions} gives: the `node:tls` options, as undici and MQTT.js take them. */
+export interface ChannelTlsOptions {
+  readonly rejectUnauthorized: true;
+  readonly ca?: string[];
+  readonly cert?: string;
+  readonly key?: string;
+  readonly passphrase?: string;
+  readonly servername?: string;
+}
+
+/**
+ * The TLS options every transport dials DPS with: certificates checked against Node's roots plus `ca`, the client
+ * certificate and key for X.509, and the server name.
+ */
+export function channelTlsOptions(options: DpsChannelOptions): ChannelTlsOptions {
+  return {
+    rejectUnauthorized: true,
+    ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
+    ...(options.x509 === undefined
+      ? {}
+      : {
+          cert: options.x509.cert,
+          key: options.x509.key,
+          ...(options.x509.passphrase === undefined ? {} : { passphrase: options.x509.passphrase }),
+        }),
+    ...(options.servername === undefined ? {} : { servername: options.servername }),
+  };
+}
+
+/** The host as a URL writes it: an IPv6 address in brackets. */
+export function urlHost(host: string): string {
+  return host.includes(':') ? `[${host}]` : host;
 }

@@ -5,10 +5,9 @@
  * SAS token (none with a client certificate, which travels in the TLS handshake).
  */
 import { randomUUID } from 'node:crypto';
-import { rootCertificates } from 'node:tls';
 import { AbortError, ArgumentError, ConnectionError, HubError } from '@fieldhub/protocol';
 import { buildConnector, Client } from 'undici';
-import type { DpsChannel, DpsChannelOptions } from './dps-channel';
+import { channelTlsOptions, type DpsChannel, type DpsChannelOptions, urlHost } from './dps-channel';
 import { httpsOperationStatusPath, httpsRegisterPath, parseRetryAfter } from './dps-wire';
 import type { DpsReply } from './registration-result';
 import { userAgent } from './version';
@@ -32,24 +31,11 @@ function failure(error: unknown, origin: string, signal: AbortSignal): HubError 
  * @throws ArgumentError when TLS refuses the certificate, key or CA.
  */
 export function openHttpsChannel(options: DpsChannelOptions): DpsChannel {
-  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
-  const origin = `https://${hostForUrl}:${options.port}`;
+  const origin = `https://${urlHost(options.host)}:${options.port}`;
   let client: Client;
   try {
     client = new Client(origin, {
-      connect: buildConnector({
-        rejectUnauthorized: true,
-        ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
-        ...(options.x509 === undefined
-          ? {}
-          : {
-              cert: options.x509.cert,
-              key: options.x509.key,
-              ...(options.x509.passphrase === undefined ? {} : { passphrase: options.x509.passphrase }),
-            }),
-        ...(options.servername === undefined ? {} : { servername: options.servername }),
-        timeout: requestTimeoutMs,
-      }),
+      connect: buildConnector({ ...channelTlsOptions(options), timeout: requestTimeoutMs }),
       headersTimeout: requestTimeoutMs,
       bodyTimeout: requestTimeoutMs,
     });

@@ -6,10 +6,9 @@
  * fresh `$rid`, answers matched by it.
  */
 import { randomUUID } from 'node:crypto';
-import { rootCertificates } from 'node:tls';
 import { AbortError, AuthenticationError, ConnectionError, type HubError } from '@fieldhub/protocol';
 import { connect as connectMqtt, type IClientOptions } from 'mqtt';
-import type { DpsChannel, DpsChannelOptions } from './dps-channel';
+import { channelTlsOptions, type DpsChannel, type DpsChannelOptions, urlHost } from './dps-channel';
 import {
   dpsResponseTopicFilter,
   mqttOperationStatusTopic,
@@ -49,22 +48,10 @@ export function connackError(returnCode: number, cause?: unknown): HubError {
  * reached, TLS fails or the connection closes; AbortError when `signal` aborts.
  */
 export async function openMqttChannel(options: MqttChannelOptions): Promise<DpsChannel> {
-  const tls = {
-    rejectUnauthorized: true,
-    ...(options.ca === undefined ? {} : { ca: [...rootCertificates, options.ca] }),
-    ...(options.x509 === undefined
-      ? {}
-      : {
-          cert: options.x509.cert,
-          key: options.x509.key,
-          ...(options.x509.passphrase === undefined ? {} : { passphrase: options.x509.passphrase }),
-        }),
-    ...(options.servername === undefined ? {} : { servername: options.servername }),
-  };
-  const hostForUrl = options.host.includes(':') ? `[${options.host}]` : options.host;
+  const tls = channelTlsOptions(options);
   const url = options.webSockets
-    ? `wss://${hostForUrl}:${options.port}/$iothub/websocket`
-    : `mqtts://${hostForUrl}:${options.port}`;
+    ? `wss://${urlHost(options.host)}:${options.port}/$iothub/websocket`
+    : `mqtts://${urlHost(options.host)}:${options.port}`;
   const clientOptions: IClientOptions = {
     protocolId: 'MQTT',
     protocolVersion: 4,
